@@ -1,0 +1,217 @@
+"""The root `dl` app: shared options (defined once, accepted before or after the command name),
+command discovery, and the one place where errors become messages and exit codes.
+
+Nothing here imports torch: `dl --help` and `dl <cmd> --help` stay fast. Command modules import
+their task inside the command function.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+import pkgutil
+import sys
+import typing
+from dataclasses import dataclass, fields
+from typing import Any, Callable, Optional
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from dlcli import __version__
+from dlcli.errors import EXIT_INTERRUPTED, DLError
+
+PANEL = "Common options"
+
+
+@dataclass(frozen=True)
+class Options:
+    """The shared options, merged from `dl [OPTS] cmd [OPTS]` (the command's own win)."""
+
+    device: str = "auto"
+    precision: str = "auto"
+    seed: Optional[int] = None
+    json: bool = False
+    quiet: bool = False
+    offline: bool = False
+    debug: bool = False
+    deterministic: bool = False
+
+    def runtime(self) -> Any:
+        """The device manager for these options (imports torch)."""
+        from dlcli.device import Runtime
+
+        return Runtime.create(self.device, self.precision, self.seed, self.deterministic)
+
+    def reporter(self) -> Any:
+        from dlcli.render import RichReporter
+
+        return RichReporter(quiet=self.quiet)
+
+
+# One definition of each shared option; `command()` adds them to every command's signature.
+_COMMON: list[tuple[str, Any, Any]] = [
+    ("device", Optional[str], typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N | mps (auto: cuda, then mps, then cpu).", rich_help_panel=PANEL)),
+    ("precision", Optional[str], typer.Option(None, "--precision", help="auto | fp32 | fp16 | bf16 (fp16 on a CPU falls back to bf16).", rich_help_panel=PANEL)),
+    ("seed", Optional[int], typer.Option(None, "--seed", help="Random seed (python, numpy, torch).", rich_help_panel=PANEL)),
+    ("json", bool, typer.Option(False, "--json", help="Print the result as JSON on stdout.", rich_help_panel=PANEL)),
+    ("quiet", bool, typer.Option(False, "--quiet", "-q", help="No progress bars or notices.", rich_help_panel=PANEL)),
+    ("offline", bool, typer.Option(False, "--offline", help="Never touch the network (also DL_OFFLINE=1).", rich_help_panel=PANEL)),
+    ("deterministic", bool, typer.Option(False, "--deterministic", help="Deterministic kernels (slower).", rich_help_panel=PANEL)),
+    ("debug", bool, typer.Option(False, "--debug", help="Show the traceback of an error.", rich_help_panel=PANEL)),
+]
+_COMMON_NAMES = {name for name, _, _ in _COMMON}
+
+
+def _merge(root: Optional[Options], given: dict[str, Any]) -> Options:
+    base = root or Options()
+    values: dict[str, Any] = {}
+    for f in fields(Options):
+        mine = given.get(f.name)
+        theirs = getattr(base, f.name)
+        if isinstance(theirs, bool):
+            values[f.name] = bool(mine) or theirs  # a flag set anywhere counts
+        else:
+            values[f.name] = mine if mine is not None else theirs
+    return Options(**values)
+
+
+def _root_options(ctx: typer.Context) -> Optional[Options]:
+    obj = ctx.find_root().obj
+    return obj if isinstance(obj, Options) else None
+
+
+def report_error(message: str) -> None:
+    from rich.console import Console
+
+    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]Error:[/] {message}", markup=True)
+
+
+def run_guarded(debug: bool, fn: Callable[[], Any]) -> Any:
+    """Run a command body: typed errors -> `Error: …` + exit code; Ctrl-C -> 130; a bug -> a
+    one-line message (the traceback with --debug)."""
+    try:
+        return fn()
+    except (typer.Exit, typer.Abort, click.exceptions.ClickException):
+        raise
+    except DLError as exc:
+        if debug:
+            raise
+        report_error(exc.message)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        report_error("interrupted")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except Exception as exc:  # a bug: say so in one line
+        if debug:
+            raise
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        report_error(f"internal error: {type(exc).__name__}: {first} (rerun with --debug for the traceback, and report it)")
+        raise typer.Exit(1) from None
+
+
+def command(group: typer.Typer, name: Optional[str] = None, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register `fn` as a command of `group` with the shared options appended to its signature.
+
+    `fn` declares a parameter `opts: Options`; it receives the merged options there."""
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        hints = typing.get_type_hints(fn, include_extras=True)
+        own = [
+            p.replace(annotation=hints.get(p.name, p.annotation))
+            for p in inspect.signature(fn).parameters.values()
+            if p.name != "opts"
+        ]
+        clash = _COMMON_NAMES & {p.name for p in own}
+        if clash:
+            raise ValueError(f"{fn.__name__} redefines shared options {clash}")
+        params = [inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)]
+        params += own
+        params += [
+            inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=opt, annotation=ann) for n, ann, opt in _COMMON
+        ]
+
+        @functools.wraps(fn)
+        def wrapper(ctx: typer.Context, **values: Any) -> Any:
+            common = {n: values.pop(n) for n in _COMMON_NAMES}
+            opts = _merge(_root_options(ctx), common)
+            return run_guarded(opts.debug, lambda: fn(opts=opts, **values))
+
+        del wrapper.__wrapped__  # typer must read the new signature, not fn's
+        wrapper.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {p.name: p.annotation for p in params}
+        group.command(name, **kwargs)(wrapper)
+        return fn
+
+    return decorate
+
+
+class DefaultGroup(TyperGroup):
+    """A group whose first argument may be an input instead of a subcommand:
+    `dl classify cat.jpg` runs `dl classify run cat.jpg`; `dl classify train DIR` runs `train`."""
+
+    default_command = "run"
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = [self.default_command, *args]
+        return super().parse_args(ctx, args)
+
+
+def group(name: str, help: str, default: str = "run") -> typer.Typer:
+    """A command group with a default subcommand (see DefaultGroup)."""
+    cls = type(f"{name.title()}Group", (DefaultGroup,), {"default_command": default})
+    return typer.Typer(name=name, help=help, cls=cls, no_args_is_help=True, rich_markup_mode="rich")
+
+
+app = typer.Typer(
+    name="dl",
+    help="dl: deep learning from the command line (classify, detect, segment, caption, stylize, generate, play-dqn, train-mnist).",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"dl {__version__}")
+        raise typer.Exit()
+
+
+def _root(ctx: typer.Context, version: bool = False, **common: Any) -> None:
+    ctx.obj = _merge(None, common)
+
+
+_root_params = [
+    inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context),
+    inspect.Parameter("version", inspect.Parameter.KEYWORD_ONLY, annotation=bool,
+                      default=typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit.")),
+] + [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=opt, annotation=ann) for n, ann, opt in _COMMON]
+_root.__signature__ = inspect.Signature(_root_params)  # type: ignore[attr-defined]
+_root.__annotations__ = {p.name: p.annotation for p in _root_params}
+app.callback()(_root)
+
+
+def _register_commands() -> None:
+    """Every module in dlcli.cli.commands has `register(app)`; discovery keeps this file closed."""
+    import dlcli.cli.commands as pkg
+
+    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"dlcli.cli.commands.{info.name}").register(app)
+
+
+_register_commands()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app(prog_name="dl")
+    except KeyboardInterrupt:  # Ctrl-C outside a command body (e.g. during start-up)
+        report_error("interrupted")
+        sys.exit(EXIT_INTERRUPTED)

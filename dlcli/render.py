@@ -1,0 +1,127 @@
+"""Results -> Rich tables or JSON on stdout; progress and notices on stderr. The only place
+output is shaped (besides files a task writes on request)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, Iterable, Sequence
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+
+def stdout() -> Console:
+    # Built on each call so that tests capturing sys.stdout see the output.
+    return Console(file=sys.stdout, highlight=False, soft_wrap=False)
+
+
+def stderr() -> Console:
+    return Console(file=sys.stderr, highlight=False, soft_wrap=True)
+
+
+def to_json(data: Any) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False)
+
+
+def emit_json(data: Any) -> None:
+    """JSON on stdout, nothing else there (so `--json | jq` works)."""
+    sys.stdout.write(to_json(data) + "\n")
+    sys.stdout.flush()
+
+
+def emit_jsonl(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, allow_nan=False) + "\n")
+    sys.stdout.flush()
+
+
+def fmt(value: Any, digits: int = 4) -> str:
+    if isinstance(value, float):
+        return f"{value:.{digits}g}" if abs(value) < 1e4 else f"{value:,.0f}"
+    if value is None:
+        return "-"
+    return str(value)
+
+
+def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]],
+          justify: Sequence[str] | None = None) -> Table:
+    t = Table(title=title, title_justify="left", header_style="bold")
+    for i, col in enumerate(columns):
+        t.add_column(col, justify=(justify[i] if justify else "left"))  # type: ignore[arg-type]
+    for row in rows:
+        t.add_row(*(fmt(v) for v in row))
+    return t
+
+
+def print_table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]],
+                justify: Sequence[str] | None = None) -> None:
+    stdout().print(table(title, columns, rows, justify))
+
+
+def key_values(title: str | None, data: dict[str, Any]) -> None:
+    print_table(title, ["", ""], [(k, v) for k, v in data.items()])
+
+
+def notice(text: str, quiet: bool = False) -> None:
+    if not quiet:
+        stderr().print(f"[dim]{text}[/]")
+
+
+class RichReporter:
+    """The Reporter (dlcli/progress.py) the CLI hands to library code: a bar with ETA and the
+    latest metrics on stderr; `quiet` hides bars and notices."""
+
+    def __init__(self, quiet: bool = False, console: Console | None = None) -> None:
+        self.quiet = quiet
+        self.console = console or stderr()
+        self._progress: Progress | None = None
+        self._task: Any = None
+        self._header: list[str] | None = None
+
+    def start(self, description: str, total: float | None = None, unit: str = "") -> None:
+        self.finish()
+        if self.quiet:
+            return
+        columns: list[Any] = [SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn()]
+        columns.append(MofNCompleteColumn() if unit != "B" else TextColumn("{task.percentage:>3.0f}%"))
+        columns += [TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[metrics]}")]
+        self._progress = Progress(*columns, console=self.console, transient=True)
+        self._progress.start()
+        self._task = self._progress.add_task(description, total=total, metrics="")
+
+    def advance(self, n: float = 1, **metrics: Any) -> None:
+        if self._progress is None:
+            return
+        text = "  ".join(f"{k} {fmt(v)}" for k, v in metrics.items())
+        if metrics:
+            self._progress.update(self._task, advance=n, metrics=text)
+        else:
+            self._progress.update(self._task, advance=n)
+
+    def finish(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+    def message(self, text: str) -> None:
+        if not self.quiet:
+            self.console.print(f"[dim]{text}[/]")
+
+    def row(self, values: dict[str, Any]) -> None:
+        """Rows of a table printed as they come (stderr): one header, aligned columns."""
+        if self.quiet:
+            return
+        keys = list(values)
+        if self._header != keys:
+            self._header = keys
+            self.console.print("  ".join(f"[bold]{k:>10}[/]" for k in keys))
+        self.console.print("  ".join(f"{fmt(values[k]):>10}" for k in keys))

@@ -1,0 +1,61 @@
+"""Results: frozen dataclasses, one per task, each with `to_dict()` for JSON.
+
+Every result a command renders carries a `Provenance` (versions, device, dtype, seed, weights)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+
+def _plain(value: Any) -> Any:
+    """Turn a result field into something json.dumps accepts (no numpy/torch types, no NaN)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
+        return _plain(value.item())
+    if hasattr(value, "tolist") and callable(value.tolist):
+        return _plain(value.tolist())
+    return value
+
+
+class ResultMixin:
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class Provenance(ResultMixin):
+    dlcli_version: str
+    torch_version: str
+    torchvision_version: str | None
+    device: str
+    dtype: str
+    seed: int | None
+    weights: str | None = None
+    weights_sha256: str | None = None
+
+    @classmethod
+    def collect(cls, runtime: Any = None, weights: str | None = None, sha256: str | None = None) -> "Provenance":
+        import torch
+
+        from dlcli import __version__
+
+        try:
+            import torchvision
+
+            tv = torchvision.__version__
+        except ImportError:  # pragma: no cover - torchvision is a dependency
+            tv = None
+        desc = runtime.describe() if runtime is not None else {"device": "cpu", "dtype": "float32", "seed": None}
+        return cls(__version__, torch.__version__, tv, desc["device"], desc["dtype"], desc["seed"], weights, sha256)

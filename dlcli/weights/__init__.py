@@ -1,0 +1,1 @@
+"""The weights manager: named entries (registry), files (store), models from either (loader)."""
