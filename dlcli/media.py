@@ -104,7 +104,7 @@ def _to_8bit(img: Image.Image) -> Image.Image:
     else:
         lo, hi = float(arr.min()), float(arr.max())
         arr = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
-    return Image.fromarray(np.clip(arr + 0.5, 0, 255).astype(np.uint8), "L")
+    return Image.fromarray(np.clip(arr + 0.5, 0, 255).astype(np.uint8))
 
 
 def normalize_mode(img: Image.Image, mode: str = "RGB") -> Image.Image:

@@ -125,3 +125,32 @@ class RichReporter:
             self._header = keys
             self.console.print("  ".join(f"[bold]{k:>10}[/]" for k in keys))
         self.console.print("  ".join(f"{fmt(values[k]):>10}" for k in keys))
+
+
+# --- foundation: dl doctor, dl weights --------------------------------------------------------
+
+
+def render_doctor(report: Any) -> None:
+    out = stdout()
+    out.print(table("Versions", ["package", "version"], [(k, v or "not installed") for k, v in report.versions.items()]))
+    out.print(table("Devices", ["device", "name", "matmul", "ms", "fp16", "bf16"],
+                    [(d.device, d.name, "ok" if d.matmul_ok else f"FAILED {d.error}", d.matmul_ms,
+                      "yes" if d.fp16 else "no", "yes" if d.bf16 else "no") for d in report.devices]))
+    out.print(table("Paths", ["", ""], [
+        ("cache ($DL_HOME)", f"{report.cache_dir} ({'writable' if report.cache_writable else 'NOT writable'})"),
+        ("torchvision ($TORCH_HOME)", report.torch_home),
+        ("bundled weights", report.bundled_dir),
+        ("offline (DL_OFFLINE)", "yes" if report.offline else "no"),
+        ("platform", f"{report.platform}, {report.cpu_threads} threads"),
+    ]))
+    out.print(table("Weights", ["name", "task", "source", "state"],
+                    [(w.name, w.task, w.source, w.state) for w in report.weights]))
+    out.print(table("Atari", ["", ""], [(k, v) for k, v in report.atari.items()]))
+
+
+def render_weights_list(specs: Any, states: dict[str, str], defaults: set[str]) -> None:
+    rows = []
+    for s in specs:
+        metric = ", ".join(f"{k} {fmt(v)}" for k, v in list(s.metrics.items())[:2])
+        rows.append((s.name + (" *" if s.name in defaults else ""), s.task, s.source.kind, states.get(s.name, ""), metric))
+    print_table("Weights (* = default for its task)", ["name", "task", "source", "state", "metrics"], rows)

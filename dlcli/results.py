@@ -59,3 +59,47 @@ class Provenance(ResultMixin):
             tv = None
         desc = runtime.describe() if runtime is not None else {"device": "cpu", "dtype": "float32", "seed": None}
         return cls(__version__, torch.__version__, tv, desc["device"], desc["dtype"], desc["seed"], weights, sha256)
+
+
+# --- foundation: dl doctor, dl weights --------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class DeviceCheck(ResultMixin):
+    device: str
+    name: str
+    matmul_ok: bool
+    matmul_ms: float | None
+    fp16: bool
+    bf16: bool
+    error: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightsStatus(ResultMixin):
+    name: str
+    task: str
+    source: str
+    state: str  # missing | cached | bundled | imported | package, plus ", verified" | "error: …"
+    path: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class DoctorReport(ResultMixin):
+    versions: dict[str, str | None]
+    platform: str
+    cpu_threads: int
+    devices: list[DeviceCheck]
+    cache_dir: str
+    cache_writable: bool
+    torch_home: str
+    bundled_dir: str
+    offline: bool
+    weights: list[WeightsStatus]
+    atari: dict[str, Any]
+
+    @property
+    def healthy(self) -> bool:
+        return self.cache_writable and all(d.matmul_ok for d in self.devices) and not any(
+            w.state.startswith("error") for w in self.weights
+        )

@@ -1,0 +1,182 @@
+"""`dl weights …`: list, inspect, fetch, verify, import, locate and remove named weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from dlcli.cli.app import Options, command
+
+weights_app = typer.Typer(name="weights", help="Named weights: list, info, fetch, verify, import, path, rm.",
+                          no_args_is_help=True, rich_markup_mode="rich")
+
+
+def _labels(value: Optional[str]) -> Optional[list[str]]:
+    """--labels: a text file (one label a line), `imagenet`, or the name of an entry to copy from."""
+    if value is None:
+        return None
+    from dlcli.errors import InputError
+
+    path = Path(value).expanduser()
+    if path.is_file():
+        labels = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        if not labels:
+            raise InputError(f"--labels {value}: the file holds no labels (one per line)")
+        return labels
+    if value == "imagenet":
+        from torchvision.models._meta import _IMAGENET_CATEGORIES
+
+        return list(_IMAGENET_CATEGORIES)
+    from dlcli.weights import loader, registry
+
+    labels = loader.labels_for(registry.get(value))
+    if labels is None:
+        raise InputError(f"--labels {value}: that entry has no labels; give a text file with one label per line")
+    return labels
+
+
+def _states(specs: list) -> dict[str, str]:
+    from dlcli.weights import store
+
+    return {s.name: (s.source.kind if s.source.kind in ("bundled", "imported", "package") else "cached")
+            if store.is_present(s) else "not downloaded" for s in specs}
+
+
+def register(app: typer.Typer) -> None:
+    @command(weights_app, "list")
+    def list_(task: Optional[str] = typer.Option(None, "--task", help="Only this task (classify, detect, …)."),
+              *, opts: Options) -> None:
+        """List the registered weights and whether each is on this machine."""
+        from dlcli import render
+        from dlcli.weights import registry
+
+        specs = registry.entries(task)
+        states = _states(specs)
+        defaults = {registry._defaults[t] for t in registry._defaults}
+        if opts.json:
+            render.emit_json([{**s.summary(), "state": states[s.name], "default": s.name in defaults} for s in specs])
+        else:
+            render.render_weights_list(specs, states, defaults)
+
+    @command(weights_app, "info")
+    def info(name: str = typer.Argument(..., help="Weights name, e.g. resnet50.imagenet."), *, opts: Options) -> None:
+        """Everything known about one entry: source, preprocessing, licence, metrics, recipe."""
+        from dlcli import render
+        from dlcli.weights import registry, store
+
+        spec = registry.get(name)
+        data = spec.summary()
+        data["state"] = _states([spec])[spec.name]
+        data["path"] = str(store.local_path(spec))
+        data["url"] = store.source_url(spec)
+        data["sha256"] = store.expected_sha256(spec)
+        if opts.json:
+            render.emit_json(data)
+        else:
+            render.key_values(spec.name, {k: v for k, v in data.items() if k != "name"})
+
+    @command(weights_app, "fetch")
+    def fetch(name: str = typer.Argument(..., help="Weights name."), *, opts: Options) -> None:
+        """Download (with progress) and verify an entry's file; print its path."""
+        from dlcli import render
+        from dlcli.weights import registry, store
+
+        spec = registry.get(name)
+        path = store.fetch(spec, offline=opts.offline, reporter=opts.reporter())
+        if opts.json:
+            render.emit_json({"name": name, "path": str(path), "sha256": store.expected_sha256(spec)})
+        else:
+            typer.echo(str(path))
+
+    @command(weights_app, "verify")
+    def verify(name: Optional[str] = typer.Argument(None, help="One entry (default: every file on this machine)."),
+               *, opts: Options) -> None:
+        """Re-hash files on this machine against their SHA-256; a bad download is removed."""
+        from dlcli import render
+        from dlcli.errors import DLError, WeightsError
+        from dlcli.weights import registry, store
+
+        specs = [registry.get(name)] if name else [s for s in registry.entries() if store.is_present(s)]
+        rows, bad = [], 0
+        for spec in specs:
+            path = store.local_path(spec)
+            if not path.is_file():
+                rows.append({"name": spec.name, "ok": False, "detail": f"not on this machine ({path})"})
+                bad += 1
+                continue
+            try:
+                digest = store.verify_file(spec, path)
+                rows.append({"name": spec.name, "ok": True, "detail": digest})
+            except DLError as exc:
+                rows.append({"name": spec.name, "ok": False, "detail": exc.message})
+                bad += 1
+        if opts.json:
+            render.emit_json(rows)
+        else:
+            render.print_table("Verify", ["name", "ok", "sha256 / problem"],
+                               [(r["name"], "ok" if r["ok"] else "FAILED", r["detail"]) for r in rows])
+        if bad:
+            raise WeightsError(f"{bad} of {len(rows)} weights files failed verification")
+
+    @command(weights_app, "import")
+    def import_(
+        name: str = typer.Argument(..., help="New name ARCH.TAG, e.g. squeezenet1_0.caffe."),
+        file: Path = typer.Argument(..., help="A .safetensors or .pth state dict (or a format the arch knows)."),
+        preprocess: Optional[str] = typer.Option(None, "--preprocess", help="Preprocessing preset (e.g. imagenet, caffe)."),
+        labels: Optional[str] = typer.Option(None, "--labels", help="Text file with one label a line, 'imagenet', or an entry to copy labels from."),
+        license: str = typer.Option("", "--license", help="Licence of these weights, for the record."),
+        force: bool = typer.Option(False, "--force", help="Replace an earlier import of the same name."),
+        *,
+        opts: Options,
+    ) -> None:
+        """Check that a local file's tensors fit the architecture, store it with its hash."""
+        from dlcli import render
+        from dlcli.tasks.presets import preset_names
+        from dlcli.errors import InputError
+        from dlcli.weights import loader, store
+
+        if preprocess is not None and preprocess not in preset_names():
+            raise InputError(f"unknown --preprocess {preprocess!r}; use one of {', '.join(preset_names())}")
+        spec = loader.import_weights(name, file, preprocess=preprocess, labels=_labels(labels),
+                                     license=license, force=force)
+        data = {"name": spec.name, "arch": spec.arch, "task": spec.task, "path": str(store.local_path(spec)),
+                "sha256": store.expected_sha256(spec), "preprocess": spec.preprocess,
+                "labels": len(spec.labels) if spec.labels else None}
+        if opts.json:
+            render.emit_json(data)
+        else:
+            render.key_values(f"imported {spec.name}", data)
+
+    @command(weights_app, "path")
+    def path(name: str = typer.Argument(..., help="Weights name."), *, opts: Options) -> None:
+        """Print where an entry's file is (or will be once fetched)."""
+        from dlcli import render
+        from dlcli.weights import registry, store
+
+        spec = registry.get(name)
+        p = store.local_path(spec)
+        if opts.json:
+            render.emit_json({"name": name, "path": str(p), "present": p.is_file()})
+        else:
+            typer.echo(str(p))
+
+    @command(weights_app, "rm")
+    def rm(name: str = typer.Argument(..., help="Weights name."), *, opts: Options) -> None:
+        """Remove a downloaded or imported entry's file from the cache (bundled files stay)."""
+        from dlcli import render
+        from dlcli.errors import InputError
+        from dlcli.weights import registry, store
+
+        spec = registry.get(name)
+        if spec.source.kind in ("bundled", "package"):
+            raise InputError(f"{name!r} ships with dlcli or a pip package; there is nothing to remove from the cache")
+        removed = store.remove_cached(spec)
+        registry.reload_imported()
+        if opts.json:
+            render.emit_json({"name": name, "removed": [str(p) for p in removed]})
+        elif not opts.quiet:
+            typer.echo(f"removed {', '.join(map(str, removed))}" if removed else f"{name}: nothing cached")
+
+    app.add_typer(weights_app)

@@ -1,0 +1,157 @@
+"""The CLI shell: every command's --help, shared options in both places, errors and exit codes."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from dlcli.cli.app import app
+
+runner = CliRunner()
+
+
+def _command_paths():
+    root = typer.main.get_command(app)
+    paths = []
+
+    def walk(cmd, prefix):
+        subs = getattr(cmd, "commands", None)
+        if subs:
+            for name, sub in sorted(subs.items()):
+                walk(sub, prefix + [name])
+        paths.append(prefix)
+
+    walk(root, [])
+    return paths
+
+
+@pytest.mark.parametrize("path", _command_paths(), ids=lambda p: " ".join(p) or "dl")
+def test_every_help_works(path):
+    result = runner.invoke(app, [*path, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+
+
+HELP_CHECK = """
+import sys
+from dlcli.cli.app import main
+sys.argv = ['dl', *{args!r}, '--help']
+try:
+    main()
+except SystemExit:
+    pass
+heavy = [m for m in ('torch', 'torchvision', 'numpy') if m in sys.modules]
+sys.stderr.write('HEAVY=' + ','.join(heavy))
+"""
+
+
+@pytest.mark.parametrize("args", [[], *[[p[0]] for p in _command_paths() if len(p) == 1]], ids=lambda a: " ".join(a) or "dl")
+def test_help_never_imports_torch(args):
+    proc = subprocess.run([sys.executable, "-c", HELP_CHECK.format(args=args)], capture_output=True, text=True, timeout=60)
+    assert "HEAVY=" in proc.stderr, proc.stderr
+    assert proc.stderr.rsplit("HEAVY=", 1)[1].strip() == "", proc.stderr
+
+
+def test_version():
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.startswith("dl ")
+
+
+def test_shared_options_before_or_after_the_command(tiny):
+    after = runner.invoke(app, ["weights", "list", "--json", "--task", "classify"])
+    before = runner.invoke(app, ["--json", "weights", "list", "--task", "classify"])
+    assert after.exit_code == 0 and before.exit_code == 0, after.output + before.output
+    a, b = json.loads(after.stdout), json.loads(before.stdout)
+    assert a == b
+    assert any(e["name"] == "tinynet.test" and e["state"] == "not downloaded" for e in a)
+
+
+def test_unknown_weights_one_line_error_and_exit_code(tiny):
+    result = runner.invoke(app, ["weights", "info", "tinynet.tst"])
+    assert result.exit_code == 3
+    assert result.stderr.startswith("Error: unknown weights 'tinynet.tst'; did you mean 'tinynet.test'")
+    assert "Traceback" not in result.output + result.stderr
+    assert result.stdout == ""
+
+
+def test_errors_become_one_line_and_exit_codes(monkeypatch, capsys):
+    import torch
+
+    from dlcli.cli.app import Options, run_guarded
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(typer.Exit) as exit_:
+        run_guarded(False, lambda: Options(device="cuda:7").runtime())
+    assert exit_.value.exit_code == 4
+    err = capsys.readouterr().err
+    assert err.startswith("Error: device 'cuda:7' is not available") and err.count("\n") == 1
+
+    with pytest.raises(typer.Exit) as exit_:
+        run_guarded(False, lambda: 1 / 0)
+    assert exit_.value.exit_code == 1
+    assert "internal error: ZeroDivisionError" in capsys.readouterr().err
+    with pytest.raises(ZeroDivisionError):
+        run_guarded(True, lambda: 1 / 0)  # --debug shows the real traceback
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    with pytest.raises(typer.Exit) as exit_:
+        run_guarded(False, interrupted)
+    assert exit_.value.exit_code == 130
+
+
+def test_weights_fetch_verify_path_rm(tiny):
+    spec, src = tiny
+    fetched = runner.invoke(app, ["weights", "fetch", "tinynet.test", "--quiet"])
+    assert fetched.exit_code == 0, fetched.output
+    path = fetched.stdout.strip()
+    assert runner.invoke(app, ["weights", "path", "tinynet.test"]).stdout.strip() == path
+    verify = runner.invoke(app, ["weights", "verify", "--json"])
+    assert verify.exit_code == 0 and json.loads(verify.stdout)[0]["ok"] is True
+    with open(path, "r+b") as f:
+        f.seek(10)
+        f.write(b"\xff\xff")
+    bad = runner.invoke(app, ["weights", "verify", "tinynet.test"])
+    assert bad.exit_code == 3 and "failed verification" in bad.stderr
+    offline = runner.invoke(app, ["weights", "fetch", "tinynet.test", "--offline"])
+    assert offline.exit_code == 3 and "offline mode is on" in offline.stderr and src.as_uri() in offline.stderr
+    runner.invoke(app, ["weights", "fetch", "tinynet.test", "-q"])
+    removed = runner.invoke(app, ["weights", "rm", "tinynet.test", "--json"])
+    assert json.loads(removed.stdout)["removed"] == [path]
+
+
+def test_weights_import_cli(tiny, tmp_path):
+    import torch
+
+    from conftest import build_tiny
+
+    f = tmp_path / "w.pth"
+    torch.save(build_tiny().state_dict(), f)
+    labels = tmp_path / "labels.txt"
+    labels.write_text("cat\ndog\nbird\n")
+    ok = runner.invoke(app, ["weights", "import", "tinynet.local", str(f), "--labels", str(labels), "--json"])
+    assert ok.exit_code == 0, ok.output
+    data = json.loads(ok.stdout)
+    assert data["labels"] == 3 and len(data["sha256"]) == 64
+    info = json.loads(runner.invoke(app, ["weights", "info", "tinynet.local", "--json"]).stdout)
+    assert info["state"] == "imported" and info["sha256"] == data["sha256"]
+    bad = runner.invoke(app, ["weights", "import", "nodot", str(f)])
+    assert bad.exit_code == 2 and "must be ARCH.TAG" in bad.stderr
+    missing = runner.invoke(app, ["weights", "import", "tinynet.x", str(tmp_path / "none.pth")])
+    assert missing.exit_code == 2 and "does not exist" in missing.stderr
+    preset = runner.invoke(app, ["weights", "import", "tinynet.y", str(f), "--preprocess", "bogus"])
+    assert preset.exit_code == 2 and "unknown --preprocess" in preset.stderr
+
+
+def test_doctor_json_parses():
+    result = runner.invoke(app, ["doctor", "--json", "--no-verify"])
+    data = json.loads(result.stdout)
+    assert data["devices"][0]["device"] in ("cpu", "cuda:0", "mps") or data["devices"]
+    assert any(d["device"] == "cpu" and d["matmul_ok"] for d in data["devices"])
+    assert data["cache_writable"] is True
+    assert "torch" in data["versions"]
+    assert result.exit_code == (0 if data["healthy"] else 1)
