@@ -154,3 +154,51 @@ def render_weights_list(specs: Any, states: dict[str, str], defaults: set[str]) 
         metric = ", ".join(f"{k} {fmt(v)}" for k, v in list(s.metrics.items())[:2])
         rows.append((s.name + (" *" if s.name in defaults else ""), s.task, s.source.kind, states.get(s.name, ""), metric))
     print_table("Weights (* = default for its task)", ["name", "task", "source", "state", "metrics"], rows)
+
+
+# --- classify, summary, profile (issue 4) ------------------------------------------------------
+
+
+def render_classify_result(result: Any) -> None:
+    """One image: rank, label, probability."""
+    print_table(result.source, ["rank", "label", "probability"],
+                [(p.rank, p.label, f"{p.probability:.4f}") for p in result.predictions],
+                justify=["right", "left", "right"])
+
+
+def _count(n: int) -> str:
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.2f}{unit}"
+    return str(n)
+
+
+def render_summary(summary: Any) -> None:
+    out = stdout()
+    rows = [(l.name, l.type, "x".join(str(d) for d in l.output_shape), _count(l.params) if l.params else "",
+             _count(l.macs) if l.macs else "",
+             "global" if l.receptive_field is None else f"{l.receptive_field}x{l.receptive_field}")
+            for l in summary.layers]
+    out.print(table(f"{summary.model}, input {'x'.join(str(d) for d in summary.input_shape)}",
+                    ["layer", "type", "output", "params", "MACs", "receptive field"], rows,
+                    justify=["left", "left", "right", "right", "right", "right"]))
+    out.print(table(None, ["total params", "trainable", "MACs (conv + linear)"],
+                    [(f"{summary.total_params:,}", f"{summary.trainable_params:,}", f"{summary.total_macs:,}")]))
+    out.print(table("Stacked 3x3 convs vs one big kernel (weights per input/output channel pair)",
+                    ["3x3 convs", "receptive field", "weights (stacked)", "weights (one kernel)", "saved"],
+                    [(s.convs, f"{s.receptive_field}x{s.receptive_field}", s.weights_stacked, s.weights_single,
+                      f"{1 - s.weights_stacked / s.weights_single:.0%}") for s in summary.stacked_3x3],
+                    justify=["right"] * 5))
+
+
+def render_profile(report: Any) -> None:
+    out = stdout()
+    title = (f"{report.model}, input {'x'.join(str(d) for d in report.input_shape)} on "
+             f"{report.provenance.device} ({report.provenance.dtype}); forward {report.forward_ms:.2f} ms "
+             f"(median of {report.repeats}, {report.warmup} warm-up)")
+    out.print(table(title, ["layer type", "ms per pass", "share", "calls"],
+                    [(c.category, f"{c.ms:.3f}", f"{c.share:.1%}", c.calls) for c in report.categories],
+                    justify=["left", "right", "right", "right"]))
+    out.print(table("By module class", ["module", "ms per pass", "share", "calls"],
+                    [(c.category, f"{c.ms:.3f}", f"{c.share:.1%}", c.calls) for c in report.layer_types],
+                    justify=["left", "right", "right", "right"]))

