@@ -1,0 +1,92 @@
+"""DCGAN (Radford, Metz, Chintala 2015): a generator of transposed convolutions from a latent
+vector to an image, and a discriminator of strided convolutions from an image to one logit.
+
+Rules from the paper: no pooling (strided convs down, transposed convs up), batch norm in both
+nets except the generator's output and the discriminator's input layer, ReLU in G with a tanh
+output in [-1, 1], LeakyReLU(0.2) in D. Weights start from N(0, 0.02) (BN gains from N(1, 0.02)).
+
+Sizes: 28 and 32 (grey or colour, two/three up-steps from 7x7 or 4x4) and 64 (four up-steps
+from 4x4). Torch only: no I/O, no device code.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+SIZES = (28, 32, 64)
+
+
+def _plan(image_size: int) -> tuple[int, int]:
+    """(side of the first feature map, number of 2x up/down steps) for an image size."""
+    if image_size == 28:
+        return 7, 2
+    if image_size == 32:
+        return 4, 3
+    if image_size == 64:
+        return 4, 4
+    raise ValueError(f"DCGAN image_size must be one of {SIZES}, got {image_size}")
+
+
+def init_weights(module: nn.Module) -> None:
+    """The DCGAN paper's initialisation: conv weights ~ N(0, 0.02), BN gains ~ N(1, 0.02)."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.BatchNorm2d):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+class Generator(nn.Module):
+    """z (N, latent_dim) -> image (N, channels, image_size, image_size) in [-1, 1].
+
+    `width` is the channel count of the last hidden layer; each earlier layer doubles it."""
+
+    def __init__(self, latent_dim: int = 100, channels: int = 1, image_size: int = 28, width: int = 64) -> None:
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.channels = channels
+        self.image_size = image_size
+        start, steps = _plan(image_size)
+        top = width * 2 ** (steps - 1)
+        # Project z to the first feature map with a transposed conv over a 1x1 input (as the
+        # paper's reference code does), so the whole net is convolutional.
+        layers: list[nn.Module] = [
+            nn.ConvTranspose2d(latent_dim, top, start, 1, 0, bias=False),
+            nn.BatchNorm2d(top),
+            nn.ReLU(True),
+        ]
+        ch = top
+        for _ in range(steps - 1):
+            layers += [nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ch // 2), nn.ReLU(True)]
+            ch //= 2
+        layers += [nn.ConvTranspose2d(ch, channels, 4, 2, 1, bias=False), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+        self.apply(init_weights)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z.reshape(z.shape[0], self.latent_dim, 1, 1))
+
+
+class Discriminator(nn.Module):
+    """image (N, channels, image_size, image_size) in [-1, 1] -> logit (N,) (real > 0)."""
+
+    def __init__(self, channels: int = 1, image_size: int = 28, width: int = 64) -> None:
+        super().__init__()
+        self.channels = channels
+        self.image_size = image_size
+        start, steps = _plan(image_size)
+        layers: list[nn.Module] = [nn.Conv2d(channels, width, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True)]
+        ch = width
+        for _ in range(steps - 1):
+            layers += [nn.Conv2d(ch, ch * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ch * 2), nn.LeakyReLU(0.2, True)]
+            ch *= 2
+        # One conv over the whole last map gives the logit.
+        layers += [nn.Conv2d(ch, 1, start, 1, 0, bias=False)]
+        self.net = nn.Sequential(*layers)
+        self.apply(init_weights)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).flatten()

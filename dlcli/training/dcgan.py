@@ -1,0 +1,399 @@
+"""DCGAN training: the generator and the discriminator take turns, with the paper's recipe
+(Adam lr 2e-4, beta1 0.5, batch 128, BCE on logits, the non-saturating generator loss).
+
+A run folder holds `checkpoint.pt` (both nets, both optimisers, RNG, counters; written every
+`checkpoint_every` steps and at each epoch end, and on Ctrl-C), `samples/epoch_NNN.png` (a grid
+from a fixed latent batch, so epochs can be compared), `generator.safetensors` (what
+`dl generate --weights-file` reads) and `history.json` (per-epoch losses).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from dlcli.atomic import atomic_target
+from dlcli.errors import DataError, InputError
+from dlcli.progress import NullReporter, Reporter
+from dlcli.training.checkpoint import Interrupted, load_checkpoint, save_checkpoint
+
+ARCH = "dcgan"
+DATASETS = ("mnist", "fashion-mnist")
+# Where the Debian package `dataset-fashion-mnist` puts the IDX files.
+FASHION_MNIST_DIRS = ("/usr/share/datasets/fashion-mnist",)
+FASHION_LABELS = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                  "Ankle boot")
+
+
+@dataclass
+class DCGANConfig:
+    """Options of one DCGAN run (saved in the checkpoint and the weights' metadata)."""
+
+    data: str = "mnist"
+    """`mnist`, `fashion-mnist` or a folder of images."""
+    data_dir: str | None = None
+    """Folder holding the MNIST IDX files (for `mnist`), or overriding the Fashion-MNIST location."""
+    epochs: int = 5
+    batch_size: int = 128
+    lr: float = 2e-4
+    beta1: float = 0.5
+    latent_dim: int = 100
+    width: int = 64
+    """Channels of G's last hidden layer (and D's first); each deeper layer doubles it."""
+    image_size: int = 28
+    """28 or 32 for MNIST-like data (28 is native), 32 or 64 for image folders."""
+    channels: int | None = None
+    """1 (grey) or 3 (colour); None: 1 for the MNIST sets, 3 for folders."""
+    label_smoothing: float = 0.1
+    """Real targets are 1 - this (one-sided smoothing keeps D from getting over-confident)."""
+    checkpoint_every: int = 200
+    """Steps between checkpoints (and one at each epoch end)."""
+    limit: int | None = None
+    """Use only the first N training images (quick trials and tests)."""
+    seed: int = 0
+    offline: bool = False
+    """Never download (MNIST is otherwise fetched through torchvision when no --data is given)."""
+    name: str = "dcgan.mnist"
+    """The weights name recorded in the output file."""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# --- data --------------------------------------------------------------------------------------
+
+
+def _mnist_images(cfg: DCGANConfig, reporter: Reporter | None = None) -> torch.Tensor:
+    """The training images of MNIST or Fashion-MNIST (same IDX format, read by dlcli.data.mnist)."""
+    from dlcli.data.mnist import find_mnist, load_mnist, locate
+
+    if cfg.data == "mnist":
+        x, _ = load_mnist(find_mnist(cfg.data_dir, offline=cfg.offline, reporter=reporter), "train")
+        return x
+    candidates = [Path(cfg.data_dir).expanduser()] if cfg.data_dir else [Path(p) for p in FASHION_MNIST_DIRS]
+    for folder in candidates:
+        found = locate(folder)
+        if found is not None:
+            x, _ = load_mnist(found, "train")
+            return x
+    if cfg.data_dir:
+        raise DataError(f"no Fashion-MNIST IDX files in {cfg.data_dir} (train-images-idx3-ubyte[.gz] and the "
+                        "three others)")
+    raise DataError("Fashion-MNIST not found; install it with `apt-get install dataset-fashion-mnist` "
+                    "or pass --data DIR holding its IDX files")
+
+
+def _folder_images(folder: Path, size: int, channels: int, limit: int | None) -> torch.Tensor:
+    """Every image under `folder`, centre-cropped square and resized to size x size, as uint8
+    (N, C, size, size). Held in memory: DCGAN data sets are small images."""
+    from PIL import Image, ImageOps
+
+    from dlcli.media import expand_inputs, load_image
+
+    files = expand_inputs([str(folder)])
+    if limit is not None:
+        files = files[:limit]
+    mode = "L" if channels == 1 else "RGB"
+    out = torch.empty((len(files), channels, size, size), dtype=torch.uint8)
+    for i, f in enumerate(files):
+        img = ImageOps.fit(load_image(f, mode=mode).image, (size, size), Image.BICUBIC)
+        t = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
+        out[i] = t.reshape(size, size, channels).permute(2, 0, 1)
+    return out
+
+
+def load_training_images(cfg: DCGANConfig, reporter: Reporter | None = None) -> torch.Tensor:
+    """uint8 (N, C, H, W) at cfg.image_size for the configured data."""
+    channels = resolved_channels(cfg)
+    if cfg.data in DATASETS:
+        x = _mnist_images(cfg, reporter)
+        if cfg.limit is not None:
+            x = x[: cfg.limit]
+        x = x.unsqueeze(1)
+        if cfg.image_size != 28:
+            # Pad rather than stretch: 28 -> 32 keeps the digits' stroke widths; 64 scales up.
+            if cfg.image_size == 32:
+                x = nn.functional.pad(x, (2, 2, 2, 2))
+            else:
+                x = nn.functional.interpolate(x.float(), size=cfg.image_size, mode="bilinear",
+                                              align_corners=False).round().clamp(0, 255).to(torch.uint8)
+        if channels == 3:
+            x = x.expand(-1, 3, -1, -1).contiguous()
+        return x
+    folder = Path(cfg.data).expanduser()
+    if not folder.is_dir():
+        raise InputError(f"data {cfg.data!r} is neither {' nor '.join(DATASETS)} nor a folder of images")
+    return _folder_images(folder, cfg.image_size, channels, cfg.limit)
+
+
+def resolved_channels(cfg: DCGANConfig) -> int:
+    if cfg.channels is not None:
+        if cfg.channels not in (1, 3):
+            raise InputError(f"--channels must be 1 or 3, got {cfg.channels}")
+        return cfg.channels
+    return 1 if cfg.data in DATASETS else 3
+
+
+def to_unit(x: torch.Tensor) -> torch.Tensor:
+    """uint8 0..255 -> float -1..1 (the range of G's tanh)."""
+    return x.float().div_(127.5).sub_(1.0)
+
+
+# --- models and the training step --------------------------------------------------------------
+
+
+def model_config(cfg: DCGANConfig) -> dict[str, int]:
+    return {"latent_dim": cfg.latent_dim, "channels": resolved_channels(cfg), "image_size": cfg.image_size,
+            "width": cfg.width}
+
+
+def build_pair(cfg: DCGANConfig) -> tuple[nn.Module, nn.Module]:
+    from dlcli.models.dcgan import Discriminator, Generator
+
+    mc = model_config(cfg)
+    return Generator(**mc), Discriminator(mc["channels"], mc["image_size"], mc["width"])
+
+
+class _Pair:
+    """Two optimisers saved/restored as one (checkpoint.py takes a single optimizer object)."""
+
+    def __init__(self, g: torch.optim.Optimizer, d: torch.optim.Optimizer) -> None:
+        self.g, self.d = g, d
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"g": self.g.state_dict(), "d": self.d.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.g.load_state_dict(state["g"])
+        self.d.load_state_dict(state["d"])
+
+
+def train_step(g: nn.Module, d: nn.Module, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
+               real: torch.Tensor, latent_dim: int, real_target: float = 1.0,
+               runtime: Any = None) -> dict[str, float]:
+    """One D update then one G update. Returns the losses and D's mean outputs (as probabilities)
+    on real and fake images."""
+    bce = nn.functional.binary_cross_entropy_with_logits
+    n = real.shape[0]
+    z = torch.randn(n, latent_dim, device=real.device)
+    ctx = runtime.autocast() if runtime is not None else _null()
+    # D: real -> 1 (smoothed), fake -> 0. The fake batch is detached so G gets no gradient here.
+    with ctx:
+        fake = g(z)
+        logits_real = d(real)
+        logits_fake = d(fake.detach())
+        loss_d = bce(logits_real.float(), torch.full_like(logits_real, real_target, dtype=torch.float32)) + \
+            bce(logits_fake.float(), torch.zeros_like(logits_fake, dtype=torch.float32))
+    opt_d.zero_grad(set_to_none=True)
+    loss_d.backward()
+    opt_d.step()
+    # G: the non-saturating loss -log D(G(z)), stronger gradients early than log(1 - D(G(z))).
+    ctx = runtime.autocast() if runtime is not None else _null()
+    with ctx:
+        logits = d(fake)
+        loss_g = bce(logits.float(), torch.ones_like(logits, dtype=torch.float32))
+    opt_g.zero_grad(set_to_none=True)
+    loss_g.backward()
+    opt_g.step()
+    return {
+        "loss_d": float(loss_d.detach()),
+        "loss_g": float(loss_g.detach()),
+        "d_real": float(torch.sigmoid(logits_real.detach().float()).mean()),
+        "d_fake": float(torch.sigmoid(logits_fake.detach().float()).mean()),
+    }
+
+
+def _null() -> Any:
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
+def weights_meta(cfg: DCGANConfig, metrics: dict[str, Any], recipe: str) -> dict[str, Any]:
+    """The metadata `store.save_weights_file` needs so that `--weights-file` loads the generator."""
+    data_name = cfg.data if cfg.data in DATASETS else "image folder"
+    return {
+        "name": cfg.name,
+        "arch": ARCH,
+        "task": "generate",
+        "config": model_config(cfg),
+        "labels": None,
+        "preprocess": "dcgan",
+        "preprocess_args": {},
+        "metrics": metrics,
+        "recipe": recipe,
+        "license": "MIT (weights trained by dlcli)",
+        "description": f"DCGAN generator trained on {data_name}",
+        "extra": {"data": data_name},
+    }
+
+
+def save_generator(path: Path, g: nn.Module, cfg: DCGANConfig, metrics: dict[str, Any], recipe: str) -> str:
+    from dlcli.weights.store import save_weights_file
+
+    module = getattr(g, "module", g)
+    return save_weights_file(path, module.state_dict(), weights_meta(cfg, metrics, recipe))
+
+
+def sample_grid(g: nn.Module, z: torch.Tensor, ncols: int = 8) -> Any:
+    """A PIL grid of G(z) (G is put in eval mode for this and restored)."""
+    from dlcli.media import make_grid
+
+    was_training = g.training
+    g.eval()
+    with torch.no_grad():
+        imgs = g(z).float().cpu()
+    g.train(was_training)
+    tiles = tensors_to_pil(imgs)
+    return make_grid(tiles, ncols, pad=2, scale=2 if imgs.shape[-1] <= 32 else 1)
+
+
+def tensors_to_pil(imgs: torch.Tensor) -> list[Any]:
+    """(N, C, H, W) in [-1, 1] -> PIL images (L for grey, RGB for colour)."""
+    from PIL import Image
+
+    arr = ((imgs.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    out = []
+    for t in arr:
+        if t.shape[0] == 1:
+            out.append(Image.fromarray(t[0].numpy(), mode="L"))
+        else:
+            out.append(Image.fromarray(t.permute(1, 2, 0).contiguous().numpy(), mode="RGB"))
+    return out
+
+
+@dataclass
+class DCGANRunResult:
+    out_dir: Path
+    weights_file: Path
+    sha256: str
+    epochs_done: int
+    steps: int
+    history: list[dict[str, Any]]
+    seconds: float
+    resumed_from: int | None
+
+
+def train_dcgan(cfg: DCGANConfig, out_dir: Path, *, runtime: Any = None, reporter: Reporter | None = None,
+                resume: Path | None = None, max_steps: int | None = None) -> DCGANRunResult:
+    """Train (or continue) a DCGAN; write checkpoints, sample grids and the generator to out_dir.
+
+    `resume`: a run folder (or its checkpoint.pt); its config must describe the same models and
+    data. `max_steps`: stop after this many steps in this call (tests, time-boxed runs)."""
+    reporter = reporter or NullReporter()
+    if cfg.epochs < 1 or cfg.batch_size < 1:
+        raise InputError("--epochs and --batch-size must be at least 1")
+    if cfg.image_size not in (28, 32, 64):
+        raise InputError(f"--image-size must be 28, 32 or 64, got {cfg.image_size}")
+    out_dir = Path(out_dir)
+    device = runtime.device if runtime is not None else torch.device("cpu")
+    torch.manual_seed(cfg.seed)
+    g, d = build_pair(cfg)
+    if runtime is not None:
+        g, d = runtime.place(g), runtime.place(d)
+    opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+    opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+    pair = nn.ModuleDict({"g": g, "d": d})
+    opts = _Pair(opt_g, opt_d)
+    # A fixed latent batch for the per-epoch grids, drawn before anything else uses the RNG.
+    fixed_z = torch.randn(64, cfg.latent_dim, generator=torch.Generator().manual_seed(cfg.seed)).to(device)
+
+    start_epoch, step, history, resumed_from = 0, 0, [], None
+    cfg_json = json.loads(json.dumps(asdict(cfg), default=str))
+    if resume is not None:
+        state = load_checkpoint(Path(resume), model=pair, optimizer=opts)
+        old = state["config"]
+        for key in ("data", "latent_dim", "width", "image_size", "channels"):
+            if old.get(key) != cfg_json.get(key):
+                raise InputError(f"--resume {resume}: the run used {key}={old.get(key)!r}, this call gives "
+                                 f"{cfg_json.get(key)!r}; pass the same options (or none of them)")
+        prog = state["progress"]
+        start_epoch, step, history = prog["epoch"], prog["step"], prog.get("history", [])
+        resumed_from = step
+        reporter.message(f"resuming at epoch {start_epoch + 1}, step {step}")
+
+    images = load_training_images(cfg, reporter)
+    n = images.shape[0]
+    if n < 2:
+        raise DataError(f"need at least 2 training images, found {n}")
+    batch = min(cfg.batch_size, n)
+    steps_per_epoch = n // batch  # drop the ragged last batch: BN statistics of 1-3 images are noise
+    real_target = 1.0 - cfg.label_smoothing
+    ckpt = out_dir / "checkpoint.pt"
+    (out_dir / "samples").mkdir(parents=True, exist_ok=True)
+
+    def checkpoint(epoch: int, within: int) -> None:
+        save_checkpoint(ckpt, model=pair, optimizer=opts, config=cfg_json,
+                        progress={"epoch": epoch, "within": within, "step": step, "history": history})
+
+    t0 = time.perf_counter()
+    steps_this_call = 0
+    g.train()
+    d.train()
+    try:
+        for epoch in range(start_epoch, cfg.epochs):
+            # The permutation comes from (seed, epoch), so a resumed epoch sees the same order and
+            # `within` (batches already done) skips exactly what was trained.
+            perm = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch))
+            within = 0
+            if resume is not None and epoch == start_epoch:
+                within = int(state["progress"].get("within", 0))
+            reporter.start(f"epoch {epoch + 1}/{cfg.epochs}", steps_per_epoch, unit="step")
+            if within:
+                reporter.advance(within)
+            sums = {"loss_d": 0.0, "loss_g": 0.0, "d_real": 0.0, "d_fake": 0.0}
+            counted = 0
+            b = within
+            for b in range(within, steps_per_epoch):
+                idx = perm[b * batch:(b + 1) * batch]
+                real = to_unit(images[idx]).to(device)
+                m = train_step(g, d, opt_g, opt_d, real, cfg.latent_dim, real_target, runtime)
+                if not all(math.isfinite(v) for v in m.values()):
+                    raise DataError(f"training diverged at step {step} (losses {m}); lower --lr")
+                for k in sums:
+                    sums[k] += m[k]
+                counted += 1
+                step += 1
+                steps_this_call += 1
+                reporter.advance(1, loss_d=m["loss_d"], loss_g=m["loss_g"])
+                if step % cfg.checkpoint_every == 0:
+                    checkpoint(epoch, b + 1)
+                if max_steps is not None and steps_this_call >= max_steps:
+                    break
+            reporter.finish()
+            stopped_early = max_steps is not None and steps_this_call >= max_steps and b + 1 < steps_per_epoch
+            if stopped_early:
+                checkpoint(epoch, b + 1)
+                break
+            row = {"epoch": epoch + 1, "step": step, **{k: round(v / max(counted, 1), 4) for k, v in sums.items()},
+                   "seconds": round(time.perf_counter() - t0, 1)}
+            history.append(row)
+            reporter.row(row)
+            grid = sample_grid(g, fixed_z)
+            with atomic_target(out_dir / "samples" / f"epoch_{epoch + 1:03d}.png") as tmp:
+                grid.save(tmp, format="PNG")
+            checkpoint(epoch + 1, 0)
+            if max_steps is not None and steps_this_call >= max_steps:
+                break
+    except KeyboardInterrupt:
+        checkpoint(epoch, b if "b" in locals() else 0)
+        raise Interrupted(ckpt) from None
+
+    epochs_done = history[-1]["epoch"] if history else 0
+    recipe = (f"dl generate train {cfg.data} --epochs {cfg.epochs} --batch-size {cfg.batch_size} --lr {cfg.lr} "
+              f"--image-size {cfg.image_size} --width {cfg.width} --seed {cfg.seed}; Adam(beta1={cfg.beta1}), "
+              f"label smoothing {cfg.label_smoothing}; {step} steps")
+    metrics = {"epochs": epochs_done, "steps": step}
+    if history:
+        metrics.update({"final_loss_d": history[-1]["loss_d"], "final_loss_g": history[-1]["loss_g"]})
+    weights_file = out_dir / "generator.safetensors"
+    sha = save_generator(weights_file, g, cfg, metrics, recipe)
+    with atomic_target(out_dir / "history.json") as tmp:
+        tmp.write_text(json.dumps(history, indent=2) + "\n", encoding="utf-8")
+    return DCGANRunResult(out_dir, weights_file, sha, epochs_done, step, history, time.perf_counter() - t0,
+                          resumed_from)
