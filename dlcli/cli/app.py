@@ -10,18 +10,23 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
+import os
 import pkgutil
 import sys
 import typing
 from dataclasses import dataclass, fields
 from typing import Any, Callable, Optional
 
-import click
-import typer
-from typer.core import TyperGroup
+# Typer's Rich help formatter imports rich.markdown, pygments and markdown-it on every --help: it
+# doubles start-up time. Plain click help keeps `dl --help` well under 0.3 s; results still use Rich.
+os.environ.setdefault("TYPER_USE_RICH", "0")
 
-from dlcli import __version__
-from dlcli.errors import EXIT_INTERRUPTED, DLError
+import click  # noqa: E402
+import typer  # noqa: E402
+from typer.core import TyperGroup  # noqa: E402
+
+from dlcli import __version__  # noqa: E402
+from dlcli.errors import EXIT_INTERRUPTED, DLError  # noqa: E402
 
 PANEL = "Common options"
 
