@@ -155,3 +155,11 @@ def test_doctor_json_parses():
     assert data["cache_writable"] is True
     assert "torch" in data["versions"]
     assert result.exit_code == (0 if data["healthy"] else 1)
+
+
+def test_shell_completion_completes_commands():
+    import os
+
+    env = {**os.environ, "_DL_COMPLETE": "complete_bash", "COMP_WORDS": "dl weights l", "COMP_CWORD": "2"}
+    proc = subprocess.run([sys.executable, "-m", "dlcli"], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.split() == ["list"], proc.stdout + proc.stderr
