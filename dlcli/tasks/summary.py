@@ -1,0 +1,218 @@
+"""`dl summary MODEL`: per layer output shape, parameters, multiply-accumulates and receptive field
+(the book's section 8.1.3), from one forward pass of a randomly initialised model with hooks.
+
+No weights are needed: shapes, counts and receptive fields depend on the architecture only.
+
+Receptive fields follow tensors through the network: every leaf module's output is tagged with
+(rf, jump) computed from its input's tag, rf_out = rf_in + (k - 1) * dilation * jump_in and
+jump_out = jump_in * stride (the standard recurrence). Tags are keyed by the tensor's storage, so
+in-place ops (ResNet's `out += identity; relu_`) keep them; a tensor made by a functional op
+(torch.cat, x + y) is unknown and takes the largest field seen so far, which is exact for
+branches that merge at equal jump (Inception, ResNet).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dlcli.errors import InputError, WeightsError
+from dlcli.weights import registry
+
+
+def _pair(v: Any) -> tuple[int, int]:
+    return (int(v[0]), int(v[1])) if isinstance(v, (tuple, list)) else (int(v), int(v))
+
+
+def macs_of(module: Any, inputs: tuple[Any, ...], output: Any) -> int:
+    """Multiply-accumulates of one call of a conv or linear layer (others count 0: their cost is
+    elementwise and small beside these)."""
+    import torch.nn as nn
+
+    if not hasattr(output, "shape"):
+        return 0
+    if isinstance(module, nn.modules.conv._ConvNd):
+        kernel = 1
+        for k in module.kernel_size:
+            kernel *= int(k)
+        per_output = (module.in_channels // module.groups) * kernel
+        return int(output.numel()) * per_output
+    if isinstance(module, nn.Linear):
+        return int(output.numel()) * module.in_features
+    return 0
+
+
+def _leaf_modules(model: Any) -> list[tuple[str, Any]]:
+    return [(name, m) for name, m in model.named_modules() if name and not any(True for _ in m.children())]
+
+
+def _kernel_stride_dilation(module: Any, x: Any) -> tuple[int, int, int] | None:
+    """How a module moves the receptive field (one spatial axis; these nets are square), or None
+    when it leaves it unchanged (elementwise, norms)."""
+    import torch.nn as nn
+
+    if isinstance(module, nn.modules.conv._ConvNd) and len(module.kernel_size) == 2:
+        if isinstance(module, nn.modules.conv._ConvTransposeNd):
+            return None
+        return _pair(module.kernel_size)[0], _pair(module.stride)[0], _pair(module.dilation)[0]
+    if isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
+        stride = module.stride if module.stride is not None else module.kernel_size
+        dilation = getattr(module, "dilation", 1)
+        return _pair(module.kernel_size)[0], _pair(stride)[0], _pair(dilation)[0]
+    if isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)) and hasattr(x, "shape") and x.dim() == 4:
+        out = _pair(module.output_size if module.output_size is not None else x.shape[-1])[0]
+        size = int(x.shape[-1])
+        if out == 1:
+            return size, size, 1
+        stride = size // out
+        return size - (out - 1) * stride, stride, 1
+    return None
+
+
+def layer_table(model: Any, input_shape: tuple[int, ...], name: str = "model") -> tuple[Any, ...]:
+    """Hook every leaf module, run one forward pass on zeros of `input_shape` (C, H, W) and
+    return a LayerSummary per layer call, in execution order."""
+    import torch
+    import torch.nn as nn
+
+    from dlcli.results import LayerSummary
+
+    tags: dict[int, tuple[int, int]] = {}  # storage pointer -> (rf, jump)
+    alive: list[Any] = []  # tagged tensors stay referenced so that no storage is reused mid-pass
+    rows: list[dict[str, Any]] = []
+    state = {"last": (1, 1)}
+
+    def key(t: Any) -> int | None:
+        return t.untyped_storage().data_ptr() if isinstance(t, torch.Tensor) else None
+
+    def tag_of(t: Any) -> tuple[int, int] | None:
+        k = key(t)
+        if k is not None and k in tags:
+            return tags[k]
+        if isinstance(t, torch.Tensor) and t.dim() == 4:
+            return state["last"]  # produced by a functional op: see the module docstring
+        return None
+
+    def hook(module: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        x = inputs[0] if inputs else None
+        out = output[0] if isinstance(output, (tuple, list)) else output
+        rf_in = tag_of(x) if x is not None else None
+        rf: tuple[int, int] | None = None
+        if rf_in is not None and hasattr(out, "dim") and out.dim() == 4:
+            move = _kernel_stride_dilation(module, x)
+            if move is None:
+                rf = rf_in
+            else:
+                k, s, d = move
+                rf = (rf_in[0] + (k - 1) * d * rf_in[1], rf_in[1] * s)
+            k_out = key(out)
+            if k_out is not None:
+                tags[k_out] = rf
+                alive.append(out)
+            if rf[0] >= state["last"][0]:
+                state["last"] = rf
+        params = sum(p.numel() for p in module.parameters(recurse=False))
+        rows.append({
+            "type": type(module).__name__,
+            "module": module,
+            "shape": tuple(int(d) for d in out.shape[1:]) if hasattr(out, "shape") else (),
+            "params": int(params),
+            "macs": macs_of(module, inputs, out),
+            "rf": rf,
+        })
+
+    leaves = _leaf_modules(model)
+    names = {id(m): n for n, m in leaves}
+    handles = [m.register_forward_hook(hook) for _, m in leaves if not isinstance(m, nn.Identity)]
+    x = torch.zeros((1, *input_shape))
+    tags[key(x)] = (1, 1)  # type: ignore[index]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            model(x)
+    except RuntimeError as exc:
+        raise InputError(f"{name} cannot run an input of shape {tuple(input_shape)}: {str(exc).splitlines()[0]}; "
+                         "try another --input-size") from None
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return tuple(
+        LayerSummary(
+            name=names.get(id(r["module"]), "?"), type=r["type"], output_shape=r["shape"], params=r["params"],
+            macs=r["macs"], receptive_field=r["rf"][0] if r["rf"] else None, jump=r["rf"][1] if r["rf"] else None,
+        )
+        for r in rows
+    )
+
+
+def summarize_module(model: Any, input_shape: tuple[int, ...], name: str = "model") -> Any:
+    """The whole summary of a module: its layer table, totals and the 3x3-stack comparison."""
+    from dlcli.results import ModelSummary
+
+    layers = layer_table(model, input_shape, name)
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return ModelSummary(
+        model=name, input_shape=tuple(input_shape), layers=layers, total_params=int(total),
+        trainable_params=int(trainable), total_macs=sum(l.macs for l in layers), stacked_3x3=stacked_3x3_demo(),
+    )
+
+
+def stacked_3x3_demo(max_convs: int = 3) -> tuple[Any, ...]:
+    """The book's point, measured rather than typed: n stacked 3x3 convs (one input and one output
+    channel, no bias) see (2n+1)x(2n+1) with 9n weights; one kernel that sees as much has (2n+1)^2."""
+    import torch.nn as nn
+
+    from dlcli.results import StackDemo
+
+    demos = []
+    for n in range(1, max_convs + 1):
+        stack = nn.Sequential(*[nn.Conv2d(1, 1, 3, bias=False) for _ in range(n)])
+        last = layer_table(stack, (1, 2 * n + 1, 2 * n + 1), f"{n} x conv3x3")[-1]
+        assert last.output_shape == (1, 1, 1)  # one output pixel sees the whole (2n+1)^2 input
+        rf = int(last.receptive_field or 0)
+        single = nn.Conv2d(1, 1, rf, bias=False)
+        demos.append(StackDemo(
+            convs=n, receptive_field=rf,
+            weights_stacked=sum(p.numel() for p in stack.parameters()),
+            weights_single=sum(p.numel() for p in single.parameters()),
+        ))
+    return tuple(demos)
+
+
+def input_shape_for(spec: Any) -> tuple[int, ...]:
+    """(C, H, W) the entry's preprocessing produces, found by running it on a blank picture, so
+    every preset (ImageNet 224, Caffe 227, MNIST 28x28 grey…) gives the right shape."""
+    from PIL import Image
+
+    from dlcli.tasks.presets import transform_for
+
+    transform, mode = transform_for(spec)
+    blank = Image.new(mode, (320, 320), 255 if mode == "L" else (255, 255, 255))
+    return tuple(int(d) for d in transform(blank).shape)
+
+
+def summarize(model: str, *, input_size: int | None = None, channels: int | None = None) -> Any:
+    """Summarise an architecture or weights entry (by name; built with random weights)."""
+    from dlcli.weights import loader
+
+    spec = registry.lookup(model)
+    if spec is None:
+        arch = registry.get_arch(model) if model in {a.name for a in registry.archs()} else None
+        if arch is None:
+            registry.get(model)  # raises "unknown weights … did you mean"
+            raise WeightsError(f"unknown model {model!r}")  # pragma: no cover
+        spec = next((s for s in registry.entries() if s.arch == arch.name), None)
+        if spec is None:
+            raise WeightsError(f"architecture {model!r} has no weights entry to take its input shape from; "
+                               "name an entry (see `dl weights list`)")
+    shape = input_shape_for(spec)
+    if input_size is not None:
+        if input_size < 1:
+            raise InputError(f"--input-size must be positive (got {input_size})")
+        shape = (shape[0], input_size, input_size)
+    if channels is not None:
+        shape = (channels, *shape[1:])
+    net = loader.load_model(spec.name, task=spec.task, random_init=True).model
+    return summarize_module(net, shape, name=model)
