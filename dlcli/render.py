@@ -202,3 +202,28 @@ def render_profile(report: Any) -> None:
     out.print(table("By module class", ["module", "ms per pass", "share", "calls"],
                     [(c.category, f"{c.ms:.3f}", f"{c.share:.1%}", c.calls) for c in report.layer_types],
                     justify=["left", "right", "right", "right"]))
+
+
+# --- caption (issue 6) -------------------------------------------------------------------------
+
+
+def render_caption_report(report: Any, all_candidates: bool = False) -> None:
+    """One row per image (best caption); with all_candidates, every beam candidate below it."""
+    rows: list[tuple[Any, ...]] = []
+    for item in report.images:
+        shown = item.candidates if all_candidates else item.candidates[:1]
+        for rank, c in enumerate(shown, 1):
+            rows.append((item.source if rank == 1 else "", rank, c.caption + ("" if c.finished else " …"),
+                         f"{c.log_prob:.3f}"))
+    print_table(f"{report.model} · beam {report.beam_size} · max {report.max_length} words",
+                ["image", "#", "caption", "log-prob"], rows, justify=["left", "right", "left", "right"])
+
+
+def render_caption_eval(report: Any) -> None:
+    out = stdout()
+    out.print(table(f"{report.model} on {report.data} (beam {report.beam_size})",
+                    ["BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4"],
+                    [tuple(f"{report.bleu[f'bleu{n}']:.4f}" for n in range(1, 5))], justify=["right"] * 4))
+    if report.examples:
+        out.print(table("Examples", ["#", "caption", "reference"],
+                        [(e["index"], e["caption"], e["references"][0]) for e in report.examples]))

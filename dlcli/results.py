@@ -209,3 +209,54 @@ class TransferReport(ResultMixin):
     out: str
     seconds: float
     provenance: Provenance
+
+
+# --- caption (issue 6) -------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class CaptionCandidate(ResultMixin):
+    caption: str
+    log_prob: float  # sum over the words and <end> (natural log)
+    length: int  # words
+    finished: bool  # False when cut at --max-length
+
+
+@dataclasses.dataclass(frozen=True)
+class CaptionItem(ResultMixin):
+    index: int  # position among the expanded inputs
+    source: str
+    caption: str
+    log_prob: float
+    candidates: tuple[CaptionCandidate, ...]  # every beam candidate, best first
+
+
+@dataclasses.dataclass(frozen=True)
+class CaptionFailure(ResultMixin):
+    index: int
+    source: str
+    error: str
+
+
+@dataclasses.dataclass(frozen=True)
+class CaptionReport(ResultMixin):
+    model: str
+    beam_size: int
+    max_length: int
+    images: tuple[CaptionItem, ...]
+    failures: tuple[CaptionFailure, ...]
+    seconds: float
+    provenance: Provenance
+
+
+@dataclasses.dataclass(frozen=True)
+class CaptionEvalReport(ResultMixin):
+    model: str
+    data: str  # "scenes seed S, N images" or the captions file
+    images: int
+    beam_size: int
+    max_length: int
+    bleu: dict[str, float]  # bleu1..bleu4, corpus level
+    examples: tuple[dict[str, Any], ...]
+    seconds: float
+    provenance: Provenance

@@ -1,0 +1,169 @@
+"""Captioning: NIC (CNN encoder + LSTM decoder) with greedy or beam search.
+
+Registers the `nic` architecture and the `nic` preprocessing preset (squash to size x size, ImageNet
+mean/std). Weights entries come from the bundled manifest (`nic.scenes`); their `labels` are the
+vocabulary in id order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from dlcli.errors import InputError, WeightsError
+from dlcli.progress import NullReporter, Reporter
+from dlcli.tasks.presets import Preset, register_preset
+from dlcli.weights.registry import register_arch
+from dlcli.weights.spec import Arch, WeightsSpec
+
+DEFAULT_BEAM = 3
+DEFAULT_MAX_LENGTH = 24
+MAX_BEAM = 50
+
+
+def _build_nic(**config: Any) -> Any:
+    from dlcli.models.nic import build_nic
+
+    return build_nic(**config)
+
+
+register_arch(Arch(
+    "nic", "caption", _build_nic,
+    description="Show and Tell: CNN encoder (ResNet or a small CNN) -> LSTM decoder over a vocabulary",
+    default_config={"vocab_size": 1004, "embed_dim": 256, "hidden_dim": 512, "backbone": "resnet18"},
+))
+
+
+def _nic_preset(spec: WeightsSpec, args: dict[str, Any]) -> Callable[[Any], Any]:
+    """The whole image squashed to size x size (no crop: a caption is about everything in the
+    picture), scaled to 0..1 and normalised with ImageNet mean/std."""
+    import torch
+    from torchvision.transforms import v2 as T
+
+    size = int(args.get("size", 224))
+    return T.Compose([
+        T.ToImage(),
+        T.Resize((size, size), antialias=True),
+        T.ToDtype(torch.float32, scale=True),
+        T.Normalize(args.get("mean", [0.485, 0.456, 0.406]), args.get("std", [0.229, 0.224, 0.225])),
+    ])
+
+
+register_preset(Preset("nic", _nic_preset, "RGB", "whole image resized to size x size, ImageNet mean/std"))
+
+
+@dataclass
+class Captioner:
+    """A loaded NIC with its vocabulary and preprocessing."""
+
+    loaded: Any  # dlcli.weights.loader.LoadedWeights
+    vocab: Any  # dlcli.text.vocab.Vocab
+    transform: Callable[[Any], Any]
+    mode: str
+    max_length: int
+
+    @property
+    def model(self) -> Any:
+        return self.loaded.model
+
+
+def load_captioner(name: str | None = None, *, weights_file: str | Path | None = None, offline: bool = False,
+                   reporter: Reporter | None = None) -> Captioner:
+    """The named (or default) caption weights, or a file `dl caption train` wrote."""
+    from dlcli.tasks.presets import transform_for
+    from dlcli.text.vocab import Vocab
+    from dlcli.weights.loader import load_model
+
+    loaded = load_model(name, task="caption", file=weights_file, offline=offline, reporter=reporter)
+    if not loaded.labels:
+        raise WeightsError(f"weights {loaded.name!r} carry no vocabulary (labels); they cannot caption")
+    try:
+        vocab = Vocab.from_list(loaded.labels)
+    except ValueError as exc:
+        raise WeightsError(f"weights {loaded.name!r} have a broken vocabulary: {exc}") from None
+    if len(vocab) != loaded.model.vocab_size:
+        raise WeightsError(f"weights {loaded.name!r}: vocabulary of {len(vocab)} words for a model of "
+                           f"{loaded.model.vocab_size} outputs")
+    transform, mode = transform_for(loaded.spec)
+    max_length = int(loaded.spec.extra.get("max_length", DEFAULT_MAX_LENGTH))
+    return Captioner(loaded, vocab, transform, mode, max_length)
+
+
+def caption_images(
+    inputs: Sequence[str],
+    *,
+    runtime: Any,
+    model: str | None = None,
+    weights_file: str | Path | None = None,
+    captioner: Captioner | None = None,
+    beam_size: int = DEFAULT_BEAM,
+    max_length: int | None = None,
+    batch_size: int = 16,
+    offline: bool = False,
+    strict: bool = False,
+    reporter: Reporter | None = None,
+) -> Any:
+    """Caption every input image; returns a CaptionReport (captions in input order; an unreadable
+    input becomes a failure unless `strict`, which raises at the first one)."""
+    import time
+
+    import torch
+
+    from dlcli.media import iter_images
+    from dlcli.results import CaptionCandidate, CaptionFailure, CaptionItem, CaptionReport, Provenance
+    from dlcli.text.search import beam_search, greedy
+
+    if not 1 <= beam_size <= MAX_BEAM:
+        raise InputError(f"--beam-size must be between 1 and {MAX_BEAM}, got {beam_size}")
+    if max_length is not None and not 1 <= max_length <= 200:
+        raise InputError(f"--max-length must be between 1 and 200 words, got {max_length}")
+    if batch_size < 1:
+        raise InputError(f"--batch-size must be at least 1, got {batch_size}")
+    reporter = reporter or NullReporter()
+    t0 = time.perf_counter()
+    cap = captioner or load_captioner(model, weights_file=weights_file, offline=offline, reporter=reporter)
+    limit = max_length or cap.max_length
+    net = runtime.place(cap.model)
+    vocab = cap.vocab
+
+    done: list[Any] = []
+    failures: list[Any] = []
+    pending: list[tuple[int, str, Any]] = []
+
+    def flush() -> None:
+        if not pending:
+            return
+        batch = runtime.to(torch.stack([t for _, _, t in pending]))
+        with runtime.inference():
+            feats = net.encode(batch).float()
+            if beam_size == 1:
+                found = [[c] for c in greedy(net, feats, start_id=vocab.start_id, end_id=vocab.end_id,
+                                             max_length=limit)]
+            else:
+                found = [beam_search(net, f, start_id=vocab.start_id, end_id=vocab.end_id, max_length=limit,
+                                     beam_size=beam_size) for f in feats]
+        for (index, source, _), cands in zip(pending, found):
+            candidates = tuple(CaptionCandidate(vocab.decode(c.tokens), c.log_prob, len(c.tokens), c.finished)
+                               for c in cands)
+            done.append(CaptionItem(index, source, candidates[0].caption, candidates[0].log_prob, candidates))
+        reporter.advance(len(pending))
+        pending.clear()
+
+    reporter.start("captioning", total=None)
+    for index, loaded in enumerate(iter_images(list(inputs), mode=cap.mode, offline=offline, strict=strict)):
+        if isinstance(loaded, InputError):
+            failures.append(CaptionFailure(index, _source_of(loaded), loaded.message))
+            continue
+        pending.append((index, loaded.source, cap.transform(loaded.image)))
+        if len(pending) >= batch_size:
+            flush()
+    flush()
+    reporter.finish()
+    return CaptionReport(cap.loaded.name, beam_size, limit, tuple(done), tuple(failures),
+                         time.perf_counter() - t0, Provenance.collect(runtime, cap.loaded.name, cap.loaded.sha256))
+
+
+def _source_of(error: InputError) -> str:
+    # media errors read "<input>: what went wrong"; keep the input's name for the report.
+    return error.message.split(": ", 1)[0]

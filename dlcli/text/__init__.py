@@ -1,0 +1,1 @@
+"""Text for captioning: the vocabulary, corpus BLEU and caption search (greedy, beam)."""
