@@ -1,0 +1,501 @@
+"""Training and evaluating the book's DeepConvNet on MNIST, fast on a CPU.
+
+The whole data set lives in memory as uint8 (47 MB); a batch is gathered, scaled to [0, 1] and
+(optionally) augmented with one batched affine warp, so the loop spends its time in the network.
+Every random choice is derived from (seed, rank, epoch, step): the shuffle of an epoch, the
+augmentation of a batch and the dropout masks of a step. A run interrupted anywhere therefore
+resumes to the same weights as an uninterrupted run, and DDP ranks draw different masks.
+
+Used by `dl train-mnist` (dlcli/cli/commands/train_mnist.py) and benchmarks/mnist_train.py.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+
+from dlcli.data.mnist import file_hashes, load_mnist
+from dlcli.errors import InputError
+from dlcli.models.deepconvnet import DeepConvNet
+from dlcli.progress import NullReporter, Reporter
+from dlcli.training.checkpoint import Interrupted, load_checkpoint, save_checkpoint
+from dlcli.training.distributed import Dist
+
+LABELS = [str(d) for d in range(10)]
+SCHEDULES = ("none", "step", "cosine")
+BOOK_ACCURACY = 0.9938  # the book's reported test accuracy for this network and recipe
+
+
+@dataclass
+class MnistTrainConfig:
+    """What defines a run (and must match when it is resumed)."""
+
+    epochs: int = 20
+    """Passes over the training set (the book: 20)."""
+    batch_size: int = 100
+    """Global batch size, split over DDP ranks (the book: 100)."""
+    lr: float = 1e-3
+    """Adam learning rate (the book: 0.001)."""
+    augment: bool = False
+    """Random rotation (+-10 deg), scale (0.9-1.1) and shift (+-2 px) per image; never flips."""
+    lr_schedule: str = "none"
+    """none | step (x0.1 at 50% and 75% of the run) | cosine (to 0 over the run, per step)."""
+    seed: int = 0
+    """Seed of the first net; ensemble member k uses seed + k."""
+    limit: int | None = None
+    """Train on the first N training images only (smoke runs)."""
+    ensemble: int = 1
+    """Number of nets trained; their averaged probabilities are the ensemble's prediction."""
+    channels_last: bool = True
+    """NHWC activations: faster convolutions on CPUs (measured in benchmarks/mnist_train.py)."""
+    workers: int = 0
+    """Processes preparing batches (0: in the training process)."""
+    checkpoint_every: int = 200
+    """Steps between checkpoints (one is also written at every epoch end and on Ctrl-C)."""
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that must agree for --resume to continue the same run."""
+        d = asdict(self)
+        for k in ("workers", "checkpoint_every", "channels_last"):
+            d.pop(k)
+        return d
+
+    def check(self) -> None:
+        if self.epochs < 1:
+            raise InputError("--epochs must be at least 1")
+        if self.batch_size < 1:
+            raise InputError("--batch-size must be at least 1")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise InputError("--lr must be a positive number")
+        if self.lr_schedule not in SCHEDULES:
+            raise InputError(f"unknown --lr-schedule {self.lr_schedule!r}: use none, step or cosine")
+        if self.limit is not None and self.limit < 1:
+            raise InputError("--limit must be at least 1")
+        if self.ensemble < 1:
+            raise InputError("--ensemble must be at least 1")
+        if self.workers < 0:
+            raise InputError("--workers must be 0 or more")
+
+    def recipe(self) -> str:
+        parts = [f"Adam lr {self.lr:g}", f"batch {self.batch_size}", f"{self.epochs} epochs",
+                 f"lr schedule {self.lr_schedule}", "augmentation (rotate 10, scale 0.9-1.1, shift 2px)"
+                 if self.augment else "no augmentation", f"seed {self.seed}"]
+        if self.limit:
+            parts.append(f"first {self.limit} training images")
+        return ", ".join(parts)
+
+
+@dataclass
+class EpochStats:
+    epoch: int
+    loss: float
+    train_acc: float
+    test_acc: float
+    test_errors: int
+    seconds: float
+    images_per_s: float
+    lr: float
+    elapsed: float = 0.0
+    """Seconds since the member started (training and evaluation), for time-to-accuracy."""
+
+
+@dataclass
+class MemberResult:
+    seed: int
+    epochs: list[EpochStats]
+    test_acc: float
+    test_errors: int
+    best_acc: float
+    best_epoch: int
+    out_dir: Path | None
+    probs: torch.Tensor | None = field(default=None, repr=False)
+
+    def time_to(self, accuracy: float) -> float | None:
+        for e in self.epochs:
+            if e.test_acc >= accuracy:
+                return e.elapsed
+        return None
+
+
+# --- data -------------------------------------------------------------------------------------
+
+
+def _mix(*parts: int) -> int:
+    """A 63-bit seed from integers (splitmix-style), so nearby seeds give unrelated streams."""
+    h = 0x9E3779B97F4A7C15
+    for p in parts:
+        h ^= (p + 0x9E3779B97F4A7C15 + (h << 6) + (h >> 2)) & 0xFFFFFFFFFFFFFFFF
+        h = (h * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    return h & 0x7FFFFFFFFFFFFFFF
+
+
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 N x 28 x 28 -> float N x 1 x 28 x 28 in [0, 1] (the book's normalisation)."""
+    return images.unsqueeze(1).float().div_(255.0)
+
+
+def augment(x: torch.Tensor, gen: torch.Generator, *, degrees: float = 10.0, scale: tuple[float, float] = (0.9, 1.1),
+            shift_px: float = 2.0) -> torch.Tensor:
+    """One random affine warp per image (rotation, isotropic scale, shift), batched through
+    affine_grid/grid_sample. No flips: a mirrored 2 is not a 2."""
+    n, _, h, w = x.shape
+    angle = (torch.rand(n, generator=gen) * 2 - 1) * math.radians(degrees)
+    s = scale[0] + torch.rand(n, generator=gen) * (scale[1] - scale[0])
+    shift = (torch.rand(n, 2, generator=gen) * 2 - 1) * (2.0 * shift_px / w)  # grid units span 2
+    cos, sin = torch.cos(angle) / s, torch.sin(angle) / s
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+class EpochBatches(torch.utils.data.Dataset):
+    """Batch `i` of one epoch of one rank: indices from the epoch's seeded shuffle, its own
+    augmentation generator. Indexable, so a DataLoader's workers can build batches in parallel
+    and a resumed run can start at any step."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor, batch: int,
+                 augment_seed: int | None) -> None:
+        self.images, self.labels, self.indices, self.batch = images, labels, indices, batch
+        self.augment_seed = augment_seed
+
+    def __len__(self) -> int:
+        return -(-self.indices.numel() // self.batch)
+
+    def __getitem__(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = self.indices[step * self.batch : (step + 1) * self.batch]
+        x = to_float(self.images[idx])
+        if self.augment_seed is not None:
+            gen = torch.Generator().manual_seed(_mix(self.augment_seed, step))
+            x = augment(x, gen)
+        return x, self.labels[idx]
+
+
+def _iterate(ds: EpochBatches, start: int, workers: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    if workers == 0:
+        for step in range(start, len(ds)):
+            yield ds[step]
+        return
+    sub = torch.utils.data.Subset(ds, range(start, len(ds)))
+    loader = torch.utils.data.DataLoader(sub, batch_size=None, shuffle=False, num_workers=workers,
+                                         persistent_workers=False, prefetch_factor=4)
+    yield from loader
+
+
+# --- evaluation -------------------------------------------------------------------------------
+
+
+def predict_probs(model: torch.nn.Module, images: torch.Tensor, runtime: Any, *, batch: int = 1000,
+                  channels_last: bool = True) -> torch.Tensor:
+    """Softmax probabilities (float32, CPU) of `model` for uint8 images N x 28 x 28."""
+    was_training = model.training
+    model.eval()
+    out = []
+    with runtime.inference():
+        for i in range(0, images.shape[0], batch):
+            x = runtime.to(to_float(images[i : i + batch]), channels_last=channels_last)
+            out.append(torch.softmax(model(x).float(), dim=1).cpu())
+    model.train(was_training)
+    return torch.cat(out) if out else torch.empty(0, 10)
+
+
+def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, n: int = 10) -> list[list[int]]:
+    """rows: true digit, columns: predicted digit."""
+    cm = torch.bincount(target * n + pred, minlength=n * n).reshape(n, n)
+    return cm.tolist()
+
+
+def confused_pairs(cm: list[list[int]], top: int = 5) -> list[dict[str, Any]]:
+    """The digit pairs mistaken for each other most often, both directions counted together
+    (the book names 1/7, 0/6 and 3/5)."""
+    n = len(cm)
+    pairs = []
+    for a in range(n):
+        for b in range(a + 1, n):
+            count = cm[a][b] + cm[b][a]
+            if count:
+                pairs.append({"pair": f"{a}/{b}", "count": count, f"{a}->{b}": cm[a][b], f"{b}->{a}": cm[b][a]})
+    pairs.sort(key=lambda p: (-p["count"], p["pair"]))
+    return pairs[:top]
+
+
+def misclassified_grid(images: torch.Tensor, labels: torch.Tensor, pred: torch.Tensor, *, ncols: int = 20,
+                       limit: int = 200, scale: int = 2) -> Any:
+    """The book's figure 8-2: wrongly classified digits, true label top left (green),
+    prediction bottom right (red). Returns a PIL image, or None when nothing is wrong."""
+    from PIL import Image
+
+    from dlcli.media import make_grid
+
+    wrong = (pred != labels).nonzero().flatten()[:limit]
+    if wrong.numel() == 0:
+        return None
+    tiles = [Image.fromarray((255 - images[i]).numpy(), mode="L") for i in wrong.tolist()]  # dark ink on white
+    corners = [(str(int(labels[i])), str(int(pred[i]))) for i in wrong.tolist()]
+    return make_grid(tiles, min(ncols, len(tiles)), scale=scale, corner_labels=corners)
+
+
+# --- weights files ----------------------------------------------------------------------------
+
+
+def weights_meta(cfg: MnistTrainConfig, metrics: dict[str, Any], data_hashes: dict[str, str], seed: int) -> dict[str, Any]:
+    """What `dl classify --weights-file` needs beside the tensors (see store.save_weights_file)."""
+    return {
+        "arch": "deepconvnet",
+        "task": "classify",
+        "config": {},
+        "labels": LABELS,
+        "preprocess": "mnist",
+        "preprocess_args": {},
+        "metrics": metrics,
+        "recipe": cfg.recipe().replace(f"seed {cfg.seed}", f"seed {seed}"),
+        "license": "MIT (weights trained by dlcli on MNIST, CC BY-SA 3.0)",
+        "extra": {"seed": seed, "data_sha256": data_hashes, "train_config": cfg.identity()},
+    }
+
+
+def _write_weights(path: Path, model: torch.nn.Module, meta: dict[str, Any]) -> str:
+    from dlcli.weights.store import save_weights_file
+
+    module = getattr(model, "module", model)
+    state = {k: v.contiguous() for k, v in module.state_dict().items()}  # channels_last -> contiguous
+    return save_weights_file(path, state, meta)
+
+
+def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+# --- the loop ---------------------------------------------------------------------------------
+
+
+def _lr_lambda(cfg: MnistTrainConfig, total_steps: int) -> Callable[[int], float]:
+    if cfg.lr_schedule == "cosine":
+        return lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
+    if cfg.lr_schedule == "step":
+        return lambda step: 0.1 ** ((step >= total_steps // 2) + (step >= (3 * total_steps) // 4))
+    return lambda step: 1.0
+
+
+def train_member(
+    cfg: MnistTrainConfig,
+    data: dict[str, torch.Tensor],
+    runtime: Any,
+    *,
+    member_seed: int,
+    out_dir: Path | None,
+    dist: Dist | None = None,
+    reporter: Reporter | None = None,
+    resume: bool = False,
+    data_hashes: dict[str, str] | None = None,
+    label: str = "",
+) -> MemberResult:
+    """Train one DeepConvNet. With `out_dir`, rank 0 keeps checkpoint.pt, metrics.jsonl,
+    best.safetensors and last.safetensors there; `resume` continues from its checkpoint."""
+    dist = dist or Dist()
+    reporter = reporter or NullReporter()
+    main = dist.is_main
+    train_x, train_y = data["train_x"], data["train_y"]
+    if cfg.limit:
+        train_x, train_y = train_x[: cfg.limit], train_y[: cfg.limit]
+    n_train = train_x.shape[0]
+    per_rank = max(1, cfg.batch_size // dist.world_size)
+    steps_per_epoch = -(-(-(-n_train // dist.world_size)) // per_rank)
+    total_steps = steps_per_epoch * cfg.epochs
+
+    torch.manual_seed(member_seed)
+    model = runtime.place(DeepConvNet(), channels_last=cfg.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg, total_steps))
+    ddp_model = dist.wrap(model)
+
+    epoch, step, history, best = 0, 0, [], {"acc": -1.0, "epoch": 0}
+    elapsed0 = 0.0
+    ckpt = out_dir / "checkpoint.pt" if out_dir is not None else None
+    identity = {**cfg.identity(), "member_seed": member_seed, "world_size": dist.world_size}
+    if resume:
+        if ckpt is None or not ckpt.is_file():
+            raise InputError(f"nothing to resume in {out_dir}: no checkpoint.pt there")
+        state = load_checkpoint(ckpt, model=model, optimizer=optimizer, scheduler=scheduler, restore_rng=False)
+        if state["config"] != identity:
+            diff = sorted(k for k in identity if state["config"].get(k) != identity[k])
+            raise InputError(f"--resume {out_dir}: the run was started with different options ({', '.join(diff)}); "
+                             "give the same options, or a new --out")
+        prog = state["progress"]
+        epoch, step, best = prog["epoch"], prog["step"], prog["best"]
+        history = [EpochStats(**h) for h in prog["history"]]
+        elapsed0 = prog.get("elapsed", 0.0)
+
+    def checkpoint() -> None:
+        if main and ckpt is not None:
+            save_checkpoint(ckpt, model=model, optimizer=optimizer, scheduler=scheduler, config=identity,
+                            progress={"epoch": epoch, "step": step, "best": best, "elapsed": elapsed0 + time.perf_counter() - t_start,
+                                      "history": [asdict(h) for h in history]})
+
+    if main and out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            (out_dir / "metrics.jsonl").unlink(missing_ok=True)
+    t_start = time.perf_counter()
+    ddp_model.train()
+    try:
+        while epoch < cfg.epochs:
+            perm = torch.randperm(n_train, generator=torch.Generator().manual_seed(_mix(member_seed, epoch)))
+            ds = EpochBatches(train_x, train_y, dist.shard(perm), per_rank,
+                              _mix(member_seed, dist.rank, epoch, 1) if cfg.augment else None)
+            reporter.start(f"{label}epoch {epoch + 1}/{cfg.epochs}", total=len(ds), unit="batch")
+            if step:
+                reporter.advance(step)
+            sums = torch.zeros(3, dtype=torch.float64)  # loss*n, correct, n (this rank, this epoch part)
+            t0 = time.perf_counter()
+            for x, y in _iterate(ds, step, cfg.workers):
+                # Dropout masks come from the global generator: seed it per step so a resumed run
+                # draws the same masks and ranks draw different ones.
+                torch.manual_seed(_mix(member_seed, dist.rank, epoch, step, 2))
+                x, y = runtime.to(x, channels_last=cfg.channels_last), runtime.to(y)
+                with runtime.autocast():
+                    logits = ddp_model(x)
+                loss = F.cross_entropy(logits.float(), y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                step += 1
+                with torch.no_grad():
+                    sums += torch.tensor([loss.item() * y.numel(), (logits.argmax(1) == y).sum().item(), y.numel()],
+                                         dtype=torch.float64)
+                reporter.advance(1, loss=round(loss.item(), 4))
+                if ckpt is not None and cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < len(ds):
+                    checkpoint()  # the epoch's running loss restarts on resume; the weights do not
+            train_s = time.perf_counter() - t0
+            reporter.finish()
+            loss_sum, correct, seen = dist.all_reduce_sum(sums)
+            ips = dist.all_reduce_sum([seen / max(train_s, 1e-9)])[0]
+            probs = predict_probs(model, data["test_x"], runtime, channels_last=cfg.channels_last)
+            pred = probs.argmax(1)
+            errors = int((pred != data["test_y"]).sum())
+            acc = 1.0 - errors / data["test_y"].numel()
+            stats = EpochStats(epoch + 1, loss_sum / max(seen, 1), correct / max(seen, 1), acc, errors,
+                               time.perf_counter() - t0, ips, optimizer.param_groups[0]["lr"],
+                               elapsed0 + time.perf_counter() - t_start)
+            history.append(stats)
+            epoch, step = epoch + 1, 0
+            if main and out_dir is not None:
+                _append_jsonl(out_dir / "metrics.jsonl", {"member_seed": member_seed, **asdict(stats)})
+                if acc > best["acc"]:
+                    best = {"acc": acc, "epoch": epoch}
+                    _write_weights(out_dir / "best.safetensors", model, weights_meta(
+                        cfg, {"test_accuracy": acc, "test_errors": errors, "epoch": epoch}, data_hashes or {}, member_seed))
+            elif acc > best["acc"]:
+                best = {"acc": acc, "epoch": epoch}
+            reporter.row({"member": label.strip(": ") or "-", "epoch": epoch, "loss": round(stats.loss, 4),
+                          "train acc": round(stats.train_acc, 4), "test acc": round(acc, 4), "errors": errors,
+                          "seconds": round(stats.seconds, 1), "images/s": round(ips)})
+            checkpoint()
+    except KeyboardInterrupt:
+        reporter.finish()
+        if ckpt is None:
+            raise
+        checkpoint()
+        raise Interrupted(ckpt) from None
+
+    probs = predict_probs(model, data["test_x"], runtime, channels_last=cfg.channels_last)
+    errors = int((probs.argmax(1) != data["test_y"]).sum())
+    acc = 1.0 - errors / data["test_y"].numel()
+    if main and out_dir is not None:
+        _write_weights(out_dir / "last.safetensors", model, weights_meta(
+            cfg, {"test_accuracy": acc, "test_errors": errors, "epoch": cfg.epochs}, data_hashes or {}, member_seed))
+    dist.barrier()
+    return MemberResult(member_seed, history, acc, errors, best["acc"], best["epoch"], out_dir, probs)
+
+
+def load_data(data_dir: Path) -> dict[str, torch.Tensor]:
+    train_x, train_y = load_mnist(data_dir, "train")
+    test_x, test_y = load_mnist(data_dir, "test")
+    return {"train_x": train_x, "train_y": train_y, "test_x": test_x, "test_y": test_y}
+
+
+@dataclass
+class TrainOutcome:
+    members: list[MemberResult]
+    accuracy: float
+    errors: int
+    confusion: list[list[int]]
+    pairs: list[dict[str, Any]]
+    misclassified_png: Path | None
+    ensemble_accuracy: float | None = None
+    ensemble_errors: int | None = None
+
+
+def train(
+    cfg: MnistTrainConfig,
+    data_dir: Path,
+    runtime: Any,
+    *,
+    out_dir: Path | None,
+    dist: Dist | None = None,
+    reporter: Reporter | None = None,
+    resume: bool = False,
+) -> TrainOutcome:
+    """`dl train-mnist`: train cfg.ensemble nets (one folder each when more than one), then
+    report the final accuracy, confusion matrix and misclassified digits of the single net or
+    of the ensemble (mean of the members' probabilities)."""
+    cfg.check()
+    dist = dist or Dist()
+    reporter = reporter or NullReporter()
+    data = load_data(data_dir)
+    hashes = file_hashes(data_dir)
+    members = []
+    for k in range(cfg.ensemble):
+        sub = None if out_dir is None else (out_dir if cfg.ensemble == 1 else out_dir / f"member-{k + 1}")
+        member_resume = resume and sub is not None and (sub / "checkpoint.pt").is_file()
+        if resume and sub is not None and not member_resume and k == 0:
+            raise InputError(f"nothing to resume in {out_dir}: no checkpoint.pt there")
+        label = f"net {k + 1}/{cfg.ensemble}: " if cfg.ensemble > 1 else ""
+        members.append(train_member(cfg, data, runtime, member_seed=cfg.seed + k, out_dir=sub, dist=dist,
+                                    reporter=reporter, resume=member_resume, data_hashes=hashes, label=label))
+    probs = torch.stack([m.probs for m in members]).mean(0)  # type: ignore[misc]
+    pred = probs.argmax(1)
+    errors = int((pred != data["test_y"]).sum())
+    acc = 1.0 - errors / data["test_y"].numel()
+    cm = confusion_matrix(pred, data["test_y"])
+    png = None
+    if dist.is_main and out_dir is not None:
+        grid = misclassified_grid(data["test_x"], data["test_y"], pred)
+        if grid is not None:
+            from dlcli.atomic import atomic_target
+
+            png = out_dir / "misclassified.png"
+            with atomic_target(png) as tmp:
+                grid.save(tmp, format="PNG")
+        summary = {"accuracy": acc, "errors": errors, "confusion": cm, "members": [
+            {"seed": m.seed, "test_acc": m.test_acc, "test_errors": m.test_errors, "best_acc": m.best_acc,
+             "best_epoch": m.best_epoch} for m in members]}
+        from dlcli.atomic import atomic_target
+
+        with atomic_target(out_dir / "summary.json") as tmp:
+            tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return TrainOutcome(members, acc, errors, cm, confused_pairs(cm), png,
+                        acc if cfg.ensemble > 1 else None, errors if cfg.ensemble > 1 else None)
+
+
+def evaluate(model: torch.nn.Module, data_dir: Path, runtime: Any, *, channels_last: bool = True) -> dict[str, Any]:
+    """Test-set accuracy, errors, confusion matrix and most-confused pairs of a model."""
+    test_x, test_y = load_mnist(data_dir, "test")
+    model = runtime.place(model, channels_last=channels_last)
+    t0 = time.perf_counter()
+    probs = predict_probs(model, test_x, runtime, channels_last=channels_last)
+    seconds = time.perf_counter() - t0
+    pred = probs.argmax(1)
+    errors = int((pred != test_y).sum())
+    cm = confusion_matrix(pred, test_y)
+    return {"accuracy": 1.0 - errors / test_y.numel(), "errors": errors, "n": int(test_y.numel()),
+            "confusion": cm, "confused_pairs": confused_pairs(cm), "seconds": seconds,
+            "images_per_s": test_y.numel() / max(seconds, 1e-9), "pred": pred}
