@@ -1,0 +1,356 @@
+"""Transfer learning (`dl classify train DATA_DIR`): a pretrained classifier's head is replaced by
+one for the data set's classes, then either the head alone (--freeze-backbone) or the whole network
+is trained. The best epoch (validation accuracy) is saved as a weights file with its architecture,
+config, class names and preprocessing, so `dl classify --weights-file best.safetensors` works at
+once. Under `torchrun` it runs DistributedDataParallel through dlcli.training.distributed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from dlcli.errors import DataError, InputError, WeightsError
+from dlcli.progress import NullReporter, Reporter
+
+
+@dataclass
+class TransferArgs:
+    data_dir: Path
+    """ImageFolder layout: DATA_DIR/<class>/<image>."""
+    base: str = "resnet18.imagenet"
+    """Weights to start from: any classify entry (torchvision, bundled, imported, package)."""
+    out: Path = Path("runs/classify")
+    """Run folder: best.safetensors, checkpoint.pt, metrics.jsonl."""
+    epochs: int = 5
+    """Passes over the training images."""
+    lr: float = 1e-3
+    """Peak learning rate of the new head; a fully fine-tuned backbone gets a tenth of it."""
+    batch_size: int = 32
+    """Images per step (per process under torchrun)."""
+    val_split: float = 0.2
+    """Share of each class held out for validation; 0 selects on training accuracy."""
+    freeze_backbone: bool = False
+    """Train only the new head; the backbone (and its batch-norm statistics) stay as they were."""
+    augment: bool = True
+    """Random resized crops and horizontal flips on training images."""
+    weight_decay: float = 1e-4
+    """AdamW weight decay."""
+    workers: int = 0
+    """DataLoader worker processes."""
+    resume: bool = False
+    """Continue the run in `out` from its checkpoint."""
+    force: bool = False
+    """Start over in an `out` that already holds a run."""
+    seed: int = 0
+    """Seed of the validation split (and of training when --seed is not given)."""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# --- the model's head -------------------------------------------------------------------------------
+
+
+def find_head(model: Any) -> tuple[str, Any]:
+    """The classifier layer to replace: the last nn.Linear in module order, or the last Conv2d for
+    all-convolutional nets (SqueezeNet's 1x1 classifier conv)."""
+    import torch.nn as nn
+
+    linears = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if linears:
+        return linears[-1]
+    convs = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    if convs:
+        return convs[-1]
+    raise WeightsError(f"{type(model).__name__} has no Linear or Conv2d layer to use as a classifier head")
+
+
+def replace_head(model: Any, num_classes: int) -> str:
+    """Swap the head for a freshly initialised one with `num_classes` outputs; returns its name."""
+    import torch.nn as nn
+
+    name, old = find_head(model)
+    if isinstance(old, nn.Linear):
+        new: nn.Module = nn.Linear(old.in_features, num_classes, bias=old.bias is not None)
+    else:
+        new = nn.Conv2d(old.in_channels, num_classes, old.kernel_size, old.stride, old.padding, bias=old.bias is not None)
+    parent_name, _, attr = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, attr, new)
+    return name
+
+
+def finetuned_config(spec: Any, num_classes: int) -> dict[str, Any]:
+    """The build config that recreates the fine-tuned model exactly (what --weights-file will build)."""
+    from dlcli.tasks.classify import FINETUNE_CONFIG
+    from dlcli.weights import registry
+
+    arch = registry.get_arch(spec.arch)
+    return {**arch.default_config, **spec.config, **FINETUNE_CONFIG.get(spec.arch, {}), "num_classes": num_classes}
+
+
+def _check_rebuild(spec: Any, config: dict[str, Any], model: Any) -> None:
+    """Fail before training, not after, when the architecture cannot be rebuilt for these classes."""
+    from dlcli.weights import loader, registry
+
+    arch = registry.get_arch(spec.arch)
+    try:
+        fresh = arch.build(**config)
+    except TypeError as exc:
+        raise WeightsError(f"{spec.arch} cannot be built with {config} ({exc}); it cannot be fine-tuned here") from None
+    if arch.finalize is not None:
+        fresh = arch.finalize(fresh, config) or fresh
+    loader.load_into(fresh, model.state_dict(), f"the fine-tuned {spec.arch}")
+
+
+# --- data -----------------------------------------------------------------------------------------
+
+
+def make_transforms(spec: Any, augment: bool) -> tuple[Callable[[Any], Any], Callable[[Any], Any], str]:
+    """(train transform, eval transform, PIL mode). Training images get a random resized crop and a
+    flip before the entry's own preprocessing, so every preset (ImageNet, Caffe, Lite…) still
+    receives what it expects."""
+    from torchvision.transforms import v2 as T
+
+    from dlcli.tasks.presets import transform_for
+    from dlcli.tasks.summary import input_shape_for
+
+    eval_tf, mode = transform_for(spec)
+    if not augment:
+        return eval_tf, eval_tf, mode
+    side = input_shape_for(spec)[-1]
+    pre = T.Compose([T.RandomResizedCrop(round(side * 8 / 7), scale=(0.35, 1.0), antialias=True),
+                     T.RandomHorizontalFlip()])
+
+    def train_tf(img: Any) -> Any:
+        return eval_tf(pre(img))
+
+    return train_tf, eval_tf, mode
+
+
+# --- the loop ----------------------------------------------------------------------------------------
+
+
+def _distributed() -> Any:
+    """dlcli.training.distributed when running under torchrun (WORLD_SIZE > 1), else None."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    try:
+        from dlcli.training import distributed
+    except ImportError:
+        raise InputError("this dlcli has no DDP support (dlcli.training.distributed); run without torchrun") from None
+    return distributed
+
+
+def _lr_lambda(total_steps: int, warmup: int) -> Callable[[int], float]:
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return f
+
+
+def _run_config(args: TransferArgs) -> dict[str, Any]:
+    d = asdict(args)
+    d["data_dir"] = str(Path(args.data_dir).resolve())
+    for k in ("out", "resume", "force", "workers", "extra"):
+        d.pop(k, None)
+    return d
+
+
+def evaluate(model: Any, loader: Any, runtime: Any) -> tuple[float, float, int]:
+    """(mean loss, accuracy, n) on a loader."""
+    import torch
+    import torch.nn.functional as F
+
+    model.eval()
+    total_loss, correct, n = 0.0, 0, 0
+    with runtime.inference():
+        for x, y in loader:
+            x, y = runtime.to(x), runtime.to(y)
+            logits = model(x)
+            total_loss += float(F.cross_entropy(logits.float(), y, reduction="sum"))
+            correct += int((logits.argmax(1) == y).sum())
+            n += int(y.numel())
+    return (total_loss / n if n else float("nan")), (correct / n if n else 0.0), n
+
+
+def train(args: TransferArgs, make_runtime: Callable[[], Any], *, offline: bool = False,
+          reporter: Reporter | None = None) -> Any:
+    """Fine-tune `args.base` on `args.data_dir`; returns a TransferReport (None on ranks other than 0)."""
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+    from torch.utils.data import DataLoader
+
+    from dlcli.atomic import atomic_target
+    from dlcli.data.imagefolder import ImageListDataset, scan, split
+    from dlcli.device import seed_everything
+    from dlcli.results import Provenance, TransferReport
+    from dlcli.training.checkpoint import Interrupted, load_checkpoint, save_checkpoint
+    from dlcli.weights import loader, store
+
+    reporter = reporter or NullReporter()
+    if args.epochs < 1 or args.batch_size < 1:
+        raise InputError("--epochs and --batch-size must be at least 1")
+    if args.lr <= 0:
+        raise InputError(f"--lr must be positive (got {args.lr})")
+    dist = _distributed()
+    ctx = dist.setup() if dist is not None else None
+    try:
+        runtime = make_runtime() if ctx is None else ctx.runtime(make_runtime)
+        rank0 = ctx is None or ctx.is_main
+        if not rank0:
+            reporter = NullReporter()
+        out = Path(args.out).expanduser()
+        ckpt_path = out / "checkpoint.pt"
+        if ckpt_path.exists() and not (args.resume or args.force):
+            raise InputError(f"{out} already holds a run; pass --resume to continue it or --force to start over")
+        if args.resume and not ckpt_path.exists():
+            raise InputError(f"nothing to resume: {ckpt_path} does not exist")
+        if runtime.seed is None:
+            seed_everything(args.seed + (ctx.rank if ctx is not None else 0))
+
+        index = scan(args.data_dir)
+        train_s, val_s = split(index, args.val_split, seed=args.seed)
+        if not train_s:
+            raise DataError(f"{args.data_dir}: no training images are left after the validation split")
+        loaded = loader.load_model(args.base, task="classify", offline=offline, reporter=reporter)
+        spec, model = loaded.spec, loaded.model
+        num_classes = len(index.classes)
+        head_name = replace_head(model, num_classes)
+        config = finetuned_config(spec, num_classes)
+        _check_rebuild(spec, config, model)
+
+        head = model.get_submodule(head_name)
+        head_params = {id(p) for p in head.parameters()}
+        if args.freeze_backbone:
+            for p in model.parameters():
+                p.requires_grad_(id(p) in head_params)
+        model = runtime.place(model)
+        train_tf, eval_tf, mode = make_transforms(spec, args.augment)
+        train_ds = ImageListDataset(train_s, train_tf, mode)
+        val_ds = ImageListDataset(val_s, eval_tf, mode)
+        sampler = ctx.sampler(train_ds, shuffle=True, seed=args.seed) if ctx is not None else None
+        g = torch.Generator().manual_seed(args.seed)
+        train_dl = DataLoader(train_ds, batch_size=args.batch_size, shuffle=sampler is None, sampler=sampler,
+                              num_workers=args.workers, generator=g, drop_last=False)
+        val_dl = DataLoader(val_ds, batch_size=args.batch_size, num_workers=args.workers) if val_s else None
+
+        backbone = [p for p in model.parameters() if id(p) not in head_params and p.requires_grad]
+        groups = [{"params": list(head.parameters()), "lr": args.lr}]
+        if backbone:
+            groups.append({"params": backbone, "lr": args.lr * 0.1})  # keep the pretrained features close
+        optimizer = torch.optim.AdamW(groups, lr=args.lr, weight_decay=args.weight_decay)
+        steps = args.epochs * len(train_dl)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(steps, max(1, min(steps // 10, 100))))
+        use_scaler = runtime.device.type == "cuda" and runtime.dtype == torch.float16
+        scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+        ddp_model = ctx.wrap(model) if ctx is not None else model
+
+        history: list[dict[str, Any]] = []
+        best_acc, best_epoch, start_epoch = -1.0, 0, 0
+        if args.resume:
+            state = load_checkpoint(ckpt_path, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler)
+            saved = state["config"]
+            mine = json.loads(json.dumps(_run_config(args), sort_keys=True, default=str))
+            changed = sorted(k for k in mine if k != "epochs" and saved.get(k) != mine[k])
+            if changed:
+                raise InputError(f"--resume with different settings ({', '.join(changed)}); use the run's own "
+                                 "options, or --force to start over")
+            progress = state["progress"]
+            start_epoch, best_acc, best_epoch = progress["epoch"], progress["best_acc"], progress["best_epoch"]
+            history = list(progress["history"])
+            reporter.message(f"resumed {out} after epoch {start_epoch}")
+        elif rank0:
+            out.mkdir(parents=True, exist_ok=True)
+
+        best_file = out / "best.safetensors"
+        meta = {
+            "arch": spec.arch, "task": "classify", "config": config, "labels": list(index.classes),
+            "preprocess": spec.preprocess, "preprocess_args": dict(spec.preprocess_args),
+            "license": spec.license, "base": spec.name,
+            "recipe": (f"transfer learning from {spec.name}: {'head only' if args.freeze_backbone else 'full fine-tune'}, "
+                       f"AdamW lr {args.lr}, cosine, batch {args.batch_size}, "
+                       f"{'augmented' if args.augment else 'no augmentation'}"),
+        }
+        t0 = time.perf_counter()
+        epoch = start_epoch
+        try:
+            for epoch in range(start_epoch, args.epochs):
+                if sampler is not None:
+                    sampler.set_epoch(epoch)
+                # A frozen backbone stays in eval mode (its batch-norm statistics and dropout as at
+                # inference); the head is a single layer, so its mode does not matter.
+                ddp_model.train(not args.freeze_backbone)
+                reporter.start(f"epoch {epoch + 1}/{args.epochs}", float(len(train_dl)))
+                seen, loss_sum, correct = 0, 0.0, 0
+                for x, y in train_dl:
+                    x, y = runtime.to(x), runtime.to(y)
+                    with runtime.autocast():
+                        logits = ddp_model(x)
+                        loss = F.cross_entropy(logits.float(), y)
+                    optimizer.zero_grad(set_to_none=True)
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                    scheduler.step()
+                    batch_loss = float(loss.detach())
+                    seen += int(y.numel())
+                    loss_sum += batch_loss * int(y.numel())
+                    correct += int((logits.detach().argmax(1) == y).sum())
+                    reporter.advance(1, loss=batch_loss)
+                reporter.finish()
+                if ctx is not None:
+                    seen, loss_sum, correct = ctx.all_reduce_sum(seen, loss_sum, correct)
+                train_loss, train_acc = loss_sum / max(1, seen), correct / max(1, seen)
+                if val_dl is not None:
+                    val_loss, val_acc, _ = evaluate(model, val_dl, runtime)
+                else:
+                    val_loss, val_acc = float("nan"), train_acc
+                row = {"epoch": epoch + 1, "train_loss": round(train_loss, 4), "train_acc": round(train_acc, 4),
+                       "val_loss": round(val_loss, 4) if val_loss == val_loss else None, "val_acc": round(val_acc, 4),
+                       "seconds": round(time.perf_counter() - t0, 1)}
+                history.append(row)
+                reporter.row(row)
+                if val_acc > best_acc:
+                    best_acc, best_epoch = val_acc, epoch + 1
+                    if rank0:
+                        store.save_weights_file(best_file, model.state_dict(), {
+                            **meta, "metrics": {"val_accuracy": val_acc, "epoch": epoch + 1,
+                                                "train_images": len(train_s), "val_images": len(val_s)}})
+                if rank0:
+                    with atomic_target(out / "metrics.jsonl") as tmp:
+                        tmp.write_text("".join(json.dumps(h) + "\n" for h in history), encoding="utf-8")
+                    save_checkpoint(ckpt_path, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+                                    progress={"epoch": epoch + 1, "best_acc": best_acc, "best_epoch": best_epoch,
+                                              "history": history},
+                                    config=_run_config(args))
+        except KeyboardInterrupt:
+            reporter.finish()
+            if rank0:
+                save_checkpoint(ckpt_path, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+                                progress={"epoch": epoch, "best_acc": best_acc, "best_epoch": best_epoch,
+                                          "history": history},
+                                config=_run_config(args))
+            raise Interrupted(ckpt_path) from None
+        if not rank0:
+            return None
+        if not best_file.is_file():
+            raise DataError(f"no epoch finished, so {best_file} was not written")
+        return TransferReport(
+            base=spec.name, classes=index.classes, train_images=len(train_s), val_images=len(val_s),
+            epochs=args.epochs, best_epoch=best_epoch, best_val_accuracy=best_acc, history=tuple(history),
+            weights_file=str(best_file), weights_sha256=store.sha256_file(best_file), out=str(out),
+            seconds=time.perf_counter() - t0, provenance=Provenance.collect(runtime, spec.name, loaded.sha256),
+        )
+    finally:
+        if ctx is not None:
+            ctx.close()

@@ -1,0 +1,117 @@
+"""dl classify train: transfer learning on a tiny synthetic ImageFolder."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+COLOURS = {"red": (220, 40, 40), "green": (40, 200, 60), "blue": (40, 60, 220)}
+
+
+def _invoke(*args: str):
+    from dlcli.cli.app import app
+
+    return CliRunner().invoke(app, list(args))
+
+
+def make_folder(root: Path, per_class: int = 12, size: int = 48, seed: int = 0) -> Path:
+    """Three classes of noisy images of one dominant colour, of varied sizes and positions."""
+    rng = random.Random(seed)
+    for name, (r, g, b) in COLOURS.items():
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            w, h = size + rng.randint(-8, 8), size + rng.randint(-8, 8)
+            img = Image.new("RGB", (w, h), (128, 128, 128))
+            px = img.load()
+            x0, y0 = rng.randint(0, w // 3), rng.randint(0, h // 3)
+            for y in range(h):
+                for x in range(w):
+                    inside = x0 <= x < x0 + 2 * w // 3 and y0 <= y < y0 + 2 * h // 3
+                    base = (r, g, b) if inside else (128, 128, 128)
+                    px[x, y] = tuple(max(0, min(255, c + rng.randint(-40, 40))) for c in base)
+            img.save(root / name / f"{i}.png")
+    return root
+
+
+def test_head_replacement_covers_linear_and_conv_heads() -> None:
+    import torchvision.models as tvm
+
+    from dlcli.training.transfer import replace_head
+
+    m = tvm.squeezenet1_0(weights=None)
+    assert replace_head(m, 4) == "classifier.1" and m.classifier[1].out_channels == 4
+    m = tvm.resnet18(weights=None)
+    assert replace_head(m, 3) == "fc" and m.fc.out_features == 3
+    m = tvm.mobilenet_v3_large(weights=None)
+    assert replace_head(m, 2) == "classifier.3"
+
+
+@pytest.fixture
+def small(tiny, clean_registry):
+    """tinynet.test's file, fed 32x32 crops (fast) instead of 224x224."""
+    import dataclasses
+
+    spec, _ = tiny
+    return clean_registry.register(dataclasses.replace(spec, name="tinynet.small",
+                                                       preprocess_args={"resize": 36, "crop": 32}))
+
+
+def test_train_rises_above_chance_and_weights_file_classifies(small, tmp_path: Path) -> None:
+    data = make_folder(tmp_path / "data")
+    out = tmp_path / "run"
+    res = _invoke("classify", "train", str(data), "--from", "tinynet.small", "--out", str(out), "--epochs", "6",
+                  "--lr", "0.05", "--batch-size", "8", "--val-split", "0.25", "--seed", "0", "--json", "-q")
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout)
+    assert report["classes"] == ["blue", "green", "red"]
+    assert report["train_images"] == 27 and report["val_images"] == 9
+    assert report["best_val_accuracy"] > 0.6  # chance is 1/3
+    history = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(history) == 6 and history[-1]["train_loss"] < history[0]["train_loss"]
+
+    # the best weights work at once through dl classify --weights-file
+    best = out / "best.safetensors"
+    res = _invoke("classify", str(data / "red" / "0.png"), str(data / "blue" / "1.png"),
+                  "--weights-file", str(best), "--json", "--top-k", "3")
+    assert res.exit_code == 0, res.output
+    images = json.loads(res.stdout)["images"]
+    assert {p["label"] for p in images[0]["predictions"]} == set(COLOURS)
+
+    # an existing run is not overwritten; --resume continues it to more epochs
+    res = _invoke("classify", "train", str(data), "--from", "tinynet.small", "--out", str(out), "-q")
+    assert res.exit_code == 2 and "--resume" in res.stderr
+    res = _invoke("classify", "train", str(data), "--from", "tinynet.small", "--out", str(out), "--epochs", "7",
+                  "--lr", "0.05", "--batch-size", "8", "--val-split", "0.25", "--resume", "--json", "-q")
+    assert res.exit_code == 0, res.output
+    assert len(json.loads(res.stdout)["history"]) == 7
+
+
+def test_freeze_backbone_trains_only_the_head(tiny, tmp_path: Path) -> None:
+    import torch
+
+    from dlcli.device import Runtime
+    from dlcli.training import transfer
+    from dlcli.weights import loader, store
+
+    data = make_folder(tmp_path / "data", per_class=4, size=24)
+    args = transfer.TransferArgs(data_dir=data, base="tinynet.test", out=tmp_path / "run", epochs=1,
+                                 batch_size=4, val_split=0.0, freeze_backbone=True, augment=False)
+    report = transfer.train(args, lambda: Runtime.create("cpu", seed=0))
+    before = loader.load_model("tinynet.test", task="classify").model.state_dict()
+    after, meta = store.read_state_dict(Path(report.weights_file))
+    assert torch.equal(after["0.weight"], before["0.weight"])  # the conv backbone is untouched
+    assert after["4.weight"].shape == (3, 4) and meta["labels"] == ["blue", "green", "red"]
+
+
+def test_bad_data_dirs(tiny, tmp_path: Path) -> None:
+    (tmp_path / "one" / "only").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(tmp_path / "one" / "only" / "a.png")
+    res = _invoke("classify", "train", str(tmp_path / "one"), "--from", "tinynet.test", "--out", str(tmp_path / "r"))
+    assert res.exit_code == 5 and "at least two" in res.stderr
+    res = _invoke("classify", "train", str(tmp_path / "nope"), "--from", "tinynet.test", "--out", str(tmp_path / "r"))
+    assert res.exit_code == 5
