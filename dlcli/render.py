@@ -227,3 +227,42 @@ def render_caption_eval(report: Any) -> None:
     if report.examples:
         out.print(table("Examples", ["#", "caption", "reference"],
                         [(e["index"], e["caption"], e["references"][0]) for e in report.examples]))
+
+
+# --- play-dqn (issue 8) -------------------------------------------------------------------------
+
+
+def render_dqn_play(result: Any) -> None:
+    out = stdout()
+    out.print(f"[dim]{result.game} ({result.env}) · protocol: {result.protocol}[/]")
+    policies = [result.agent] + ([result.random] if result.random is not None else [])
+    for scores in policies:
+        out.print(table(f"{scores.policy}: {len(scores.episodes)} game(s)", ["game", "score", "steps", "seconds"],
+                        [(e.episode, e.score, e.steps, e.seconds) for e in scores.episodes],
+                        justify=["right"] * 4))
+    out.print(table(None, ["policy", "mean", "std", "min", "max"],
+                    [(s.policy, round(s.mean, 2), round(s.std, 2), s.min, s.max) for s in policies],
+                    justify=["left"] + ["right"] * 4))
+    if result.ratio_vs_random is not None:
+        out.print(f"agent / random mean score: [bold]{result.ratio_vs_random:.2f}x[/]")
+    if result.recording:
+        out.print(f"recorded game 1 to {result.recording}")
+    out.print(f"[dim]{result.provenance.weights} · {result.provenance.device} · {result.seconds:.1f} s[/]")
+
+
+def render_dqn_train(report: Any) -> None:
+    out = stdout()
+    if report.evaluations:
+        out.print(table("evaluations (epsilon 0.05, full games)", ["step", "mean", "std", "games"],
+                        [(e["step"], e["eval_mean"], e["eval_std"], e["eval_episodes"]) for e in report.evaluations],
+                        justify=["right"] * 4))
+    out.print(table(f"DQN on {report.env}", ["", ""], [
+        ("steps", f"{report.steps:,} ({report.steps_per_second:.1f} steps/s)"),
+        ("games", report.episodes),
+        ("mean score, last 100 games", report.mean_return_100),
+        ("best evaluation", report.best_eval),
+        ("final weights", str(report.final_weights)),
+        ("best weights", str(report.best_weights) if report.best_weights else "-"),
+        ("time", f"{report.seconds:.0f} s"),
+    ]))
+    out.print(f"[dim]play it: dl play-dqn --weights-file {report.best_weights or report.final_weights} --episodes 10[/]")

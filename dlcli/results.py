@@ -260,3 +260,59 @@ class CaptionEvalReport(ResultMixin):
     examples: tuple[dict[str, Any], ...]
     seconds: float
     provenance: Provenance
+
+
+# --- play-dqn ------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class DQNEpisode(ResultMixin):
+    episode: int
+    score: float  # raw game score of one full game
+    steps: int  # agent steps (4 frames each)
+    seconds: float
+
+
+@dataclasses.dataclass(frozen=True)
+class DQNScores(ResultMixin):
+    policy: str  # the weights name, or "random"
+    episodes: tuple[DQNEpisode, ...]
+    mean: float
+    std: float
+    min: float
+    max: float
+
+
+@dataclasses.dataclass(frozen=True)
+class DQNPlayResult(ResultMixin):
+    """`dl play-dqn`: per-game scores of the agent (and of a random policy with --vs-random)."""
+
+    env: str
+    game: str
+    protocol: str
+    epsilon: float
+    seed: int
+    agent: DQNScores
+    random: DQNScores | None
+    ratio_vs_random: float | None  # agent mean / random mean (None without --vs-random or if random <= 0)
+    recording: str | None
+    seconds: float
+    provenance: Provenance
+
+
+@dataclasses.dataclass(frozen=True)
+class DQNTrainReport(ResultMixin):
+    """`dl play-dqn train`."""
+
+    env: str
+    out: Path
+    steps: int
+    episodes: int
+    mean_return_100: float | None  # raw game score, last 100 training games
+    best_eval: float | None
+    final_weights: Path
+    best_weights: Path | None
+    evaluations: tuple[dict[str, Any], ...]
+    seconds: float
+    steps_per_second: float
+    provenance: Provenance

@@ -1,0 +1,336 @@
+"""DQN trainer (Mnih et al. 2015), defaults as in CleanRL's dqn_atari.py (the Nature recipe with Adam).
+
+One environment, epsilon-greedy acting, a uint8 replay buffer, a target network copied every
+`target_update` steps, Huber (smooth L1) loss on the one-step TD error, Adam. Outputs in the run
+folder:
+  checkpoint.pt        everything to continue (networks, optimiser, counters, RNG); `resume=True`
+  replay.npz           the replay buffer, only with `checkpoint_buffer` (it is ~N x 7 KB)
+  final.safetensors    the Q-network at the end, with dlcli metadata (`--weights-file` loads it)
+  best.safetensors     the Q-network with the best periodic evaluation so far
+  metrics.jsonl        one JSON line per log interval and per evaluation
+Without a saved buffer, a resumed run refills `learning_starts` transitions before learning again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import random
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dlcli.errors import InputError
+from dlcli.progress import NullReporter, Reporter
+from dlcli.results import DQNTrainReport, Provenance
+
+
+@dataclass
+class DQNConfig:
+    """Options of a DQN run (defaults: CleanRL dqn_atari.py, i.e. Nature DQN with Adam)."""
+
+    env: str = "Breakout"
+    """Atari game (Breakout, ALE/Breakout-v5, breakout)."""
+    total_steps: int = 10_000_000
+    """Agent steps (each is 4 emulator frames)."""
+    learning_rate: float = 1e-4
+    """Adam learning rate."""
+    buffer_size: int = 1_000_000
+    """Replay capacity in transitions (~7 KB each)."""
+    gamma: float = 0.99
+    """Discount factor."""
+    tau: float = 1.0
+    """Target network update rate (1.0: hard copy)."""
+    target_update: int = 1000
+    """Steps between target network updates."""
+    batch_size: int = 32
+    """Transitions per gradient step."""
+    start_epsilon: float = 1.0
+    """Exploration epsilon at the start."""
+    end_epsilon: float = 0.01
+    """Exploration epsilon after the decay."""
+    exploration_fraction: float = 0.10
+    """Fraction of total_steps over which epsilon decays linearly."""
+    learning_starts: int = 80_000
+    """Steps of acting before the first gradient step."""
+    train_freq: int = 4
+    """Steps between gradient steps."""
+    double: bool = False
+    """Double DQN targets (van Hasselt et al. 2016) instead of the Nature max target."""
+    n_step: int = 1
+    """Multi-step returns (1: the Nature one-step target; 3 as in Rainbow learns faster early)."""
+    eval_every: int = 100_000
+    """Steps between evaluations with the evaluation protocol (0: never)."""
+    eval_episodes: int = 5
+    """Full games per periodic evaluation."""
+    log_every: int = 10_000
+    """Steps between metric rows."""
+    checkpoint_every: float = 300.0
+    """Seconds between checkpoints."""
+    checkpoint_buffer: bool = False
+    """Also save the replay buffer with each checkpoint (large: ~N x 7 KB)."""
+    seed: int = 1
+    """Seed for networks, exploration and environment."""
+    name: str = ""
+    """Weights name written in the output files (default dqn.<game>)."""
+
+    def validate(self) -> None:
+        positive = ("total_steps", "buffer_size", "target_update", "batch_size", "train_freq", "log_every")
+        for key in positive:
+            if getattr(self, key) <= 0:
+                raise InputError(f"--{key.replace('_', '-')} must be positive, got {getattr(self, key)}")
+        if not 0 < self.learning_rate < 1:
+            raise InputError(f"--lr must be in (0, 1), got {self.learning_rate}")
+        if not 0 <= self.gamma <= 1:
+            raise InputError(f"--gamma must be in [0, 1], got {self.gamma}")
+        if not 0 < self.tau <= 1:
+            raise InputError(f"--tau must be in (0, 1], got {self.tau}")
+        if not 0 <= self.end_epsilon <= self.start_epsilon <= 1:
+            raise InputError("epsilons must satisfy 0 <= end <= start <= 1")
+        if not 0 < self.exploration_fraction <= 1:
+            raise InputError(f"--exploration-fraction must be in (0, 1], got {self.exploration_fraction}")
+        if self.learning_starts < 0 or self.eval_every < 0 or self.eval_episodes < 0:
+            raise InputError("--learning-starts, --eval-every and --eval-episodes must not be negative")
+        if not 1 <= self.n_step <= 20:
+            raise InputError(f"--n-step must be in 1..20, got {self.n_step}")
+        if self.buffer_size < self.batch_size + 8:
+            raise InputError(f"--buffer-size must be larger than the batch ({self.batch_size})")
+
+    def epsilon(self, step: int) -> float:
+        span = self.exploration_fraction * self.total_steps
+        return max(self.end_epsilon, self.start_epsilon + (self.end_epsilon - self.start_epsilon) * step / span)
+
+
+# Options that may change between a run and its resumption (they do not change what is learned).
+_RESUMABLE = {"total_steps", "eval_every", "eval_episodes", "log_every", "checkpoint_every", "checkpoint_buffer", "name"}
+
+
+def weights_meta(cfg: DQNConfig, env_id: str, n_actions: int, meanings: list[str], metrics: dict[str, Any],
+                 recipe: str) -> dict[str, Any]:
+    """The dlcli metadata of a DQN weights file (what `--weights-file` and the manifest read)."""
+    from dlcli.data.atari import game_title
+
+    return {
+        "name": cfg.name or f"dqn.{game_title(env_id).lower()}",
+        "arch": "dqn",
+        "task": "dqn",
+        "config": {"n_actions": n_actions},
+        "labels": meanings,
+        "preprocess": "atari",
+        "preprocess_args": {"env": env_id, "frame_skip": 4, "screen": 84, "stack": 4, "noop_max": 30},
+        "metrics": metrics,
+        "recipe": recipe,
+        "extra": {"env": env_id},
+    }
+
+
+def _recipe(cfg: DQNConfig) -> str:
+    keys = ("total_steps", "learning_rate", "buffer_size", "gamma", "target_update", "batch_size", "end_epsilon",
+            "exploration_fraction", "learning_starts", "train_freq", "double", "n_step", "seed")
+    return "dl play-dqn train " + " ".join(f"--{k.replace('_', '-')} {getattr(cfg, k)}" for k in keys)
+
+
+def train_dqn(cfg: DQNConfig, out_dir: Path, *, runtime: Any, reporter: Reporter | None = None,
+              resume: bool = False) -> DQNTrainReport:
+    """Train (or continue training) a DQN; see the module docstring for what it writes."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    from dlcli.data.atari import action_meanings, make_env, resolve_game
+    from dlcli.models.qnetwork import QNetwork
+    from dlcli.tasks.dqn import evaluate
+    from dlcli.training.checkpoint import Interrupted, load_checkpoint, save_checkpoint
+    from dlcli.training.replay import ReplayBuffer
+    from dlcli.weights.store import save_weights_file, sha256_file
+
+    cfg.validate()
+    reporter = reporter or NullReporter()
+    out_dir = Path(out_dir).expanduser()
+    env_id = resolve_game(cfg.env)
+    ckpt_path = out_dir / "checkpoint.pt"
+    if resume and not ckpt_path.is_file():
+        raise InputError(f"no checkpoint at {ckpt_path}; give the --out folder of the run to resume")
+    if not resume and ckpt_path.exists():
+        raise InputError(f"{out_dir} already holds a run; pass --resume to continue it or choose another --out")
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    env = make_env(env_id, training=True, seed=cfg.seed)
+    n_actions = int(env.action_space.n)
+    meanings = action_meanings(env)
+    if cfg.seed is not None:
+        random.seed(cfg.seed)
+        torch.manual_seed(cfg.seed)
+    q = runtime.place(QNetwork(n_actions))
+    target = runtime.place(QNetwork(n_actions))
+    target.load_state_dict(q.state_dict())
+    opt = torch.optim.Adam(q.parameters(), lr=cfg.learning_rate)
+    buffer = ReplayBuffer(cfg.buffer_size, seed=cfg.seed)
+
+    step, episodes, evaluations = 0, 0, []
+    returns: deque[float] = deque(maxlen=100)
+    best_eval: float | None = None
+    refill_until = 0
+    run_config = dataclasses.asdict(cfg) | {"env_id": env_id}
+    if resume:
+        state = load_checkpoint(ckpt_path, model=q, optimizer=opt)
+        saved = state["config"]
+        changed = [k for k in run_config if k not in _RESUMABLE and k in saved and saved[k] != run_config[k]]
+        if changed:
+            raise InputError(f"--resume continues a run with other settings ({', '.join(changed)}); "
+                             "start a new --out folder or use the run's settings")
+        target.load_state_dict(state["extra"]["target"])
+        prog = state["progress"]
+        step, episodes, best_eval = int(prog["step"]), int(prog["episodes"]), prog.get("best_eval")
+        returns.extend(prog.get("returns", []))
+        evaluations = list(prog.get("evaluations", []))
+        buf_path = out_dir / "replay.npz"
+        if buf_path.is_file():
+            with np.load(buf_path, allow_pickle=False) as data:
+                buffer.load_state_dict({k: data[k] for k in data.files})
+            reporter.message(f"resumed at step {step:,} with {len(buffer):,} replayed transitions")
+        else:
+            refill_until = step + cfg.learning_starts
+            reporter.message(f"resumed at step {step:,}; refilling {cfg.learning_starts:,} transitions before learning")
+    if step >= cfg.total_steps:
+        reporter.message(f"the run already reached {step:,} of {cfg.total_steps:,} steps")
+
+    metrics_path = out_dir / "metrics.jsonl"
+    (out_dir / "config.json").write_text(json.dumps(run_config, indent=2, default=str), encoding="utf-8")
+
+    def log(row: dict[str, Any]) -> None:
+        with metrics_path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def save_weights(path: Path, metrics: dict[str, Any]) -> None:
+        save_weights_file(path, q.state_dict(), weights_meta(cfg, env_id, n_actions, meanings, metrics, _recipe(cfg)))
+
+    def checkpoint() -> None:
+        progress = {"step": step, "episodes": episodes, "best_eval": best_eval, "returns": list(returns),
+                    "evaluations": evaluations}
+        if cfg.checkpoint_buffer:
+            from dlcli.atomic import atomic_target
+
+            with atomic_target(out_dir / "replay.npz") as tmp:
+                with open(tmp, "wb") as f:
+                    np.savez(f, **buffer.state_dict())
+        save_checkpoint(ckpt_path, model=q, optimizer=opt, progress=progress, config=run_config,
+                        extra_state={"target": target.state_dict()})
+
+    def update() -> float:
+        batch = buffer.sample(cfg.batch_size, n_step=cfg.n_step, gamma=cfg.gamma)
+        obs = runtime.to(torch.from_numpy(batch["obs"]))
+        next_obs = runtime.to(torch.from_numpy(batch["next_obs"]))
+        actions = runtime.to(torch.from_numpy(batch["actions"]))
+        rewards = runtime.to(torch.from_numpy(batch["rewards"]))
+        dones = runtime.to(torch.from_numpy(batch["dones"]))
+        discounts = runtime.to(torch.from_numpy(batch["discounts"]))
+        with torch.no_grad(), runtime.autocast():
+            next_target = target(next_obs).float()
+            if cfg.double:
+                best = q(next_obs).argmax(dim=1, keepdim=True)
+                next_v = next_target.gather(1, best).squeeze(1)
+            else:
+                next_v = next_target.max(dim=1).values
+            td_target = rewards + discounts * next_v * (1.0 - dones)
+        with runtime.autocast():
+            q_sa = q(obs).float().gather(1, actions.unsqueeze(1)).squeeze(1)
+        loss = F.smooth_l1_loss(q_sa, td_target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return float(loss.detach())
+
+    def periodic_eval() -> None:
+        nonlocal best_eval
+        q.eval()
+        outcomes = evaluate(q, runtime, env_id, cfg.eval_episodes, seed=10_000 + step)
+        q.train()
+        scores = [o.score for o in outcomes]
+        mean = float(np.mean(scores))
+        row = {"kind": "eval", "step": step, "eval_mean": mean, "eval_std": float(np.std(scores)),
+               "eval_episodes": len(scores), "time": time.time()}
+        evaluations.append({k: row[k] for k in ("step", "eval_mean", "eval_std", "eval_episodes")})
+        log(row)
+        reporter.row({"step": step, "eval_mean": round(mean, 2), "eval_std": round(row["eval_std"], 2)})
+        if best_eval is None or mean > best_eval:
+            best_eval = mean
+            save_weights(out_dir / "best.safetensors", {"eval_mean": mean, "eval_episodes": len(scores), "step": step})
+
+    obs, _ = env.reset(seed=cfg.seed)
+    t_start = time.perf_counter()
+    t_ckpt = time.monotonic()
+    t_log, s_log = time.perf_counter(), step
+    start_step = step
+    losses: deque[float] = deque(maxlen=100)
+    reporter.start(f"DQN on {env_id}", total=cfg.total_steps, unit="steps")
+    reporter.advance(step)
+    try:
+        while step < cfg.total_steps:
+            eps = cfg.epsilon(step)
+            if random.random() < eps:
+                action = random.randrange(n_actions)
+            else:
+                with torch.no_grad(), runtime.autocast():
+                    action = int(q(runtime.to(torch.from_numpy(obs).unsqueeze(0))).argmax(dim=1).item())
+            next_obs, reward, terminated, truncated, info = env.step(action)
+            buffer.add(obs, action, float(reward), bool(terminated), bool(truncated))
+            if "episode" in info:
+                episodes += 1
+                returns.append(float(info["episode"]["r"]))
+            obs = next_obs
+            if terminated or truncated:
+                obs, _ = env.reset()
+            step += 1
+
+            if step > cfg.learning_starts and step > refill_until and step % cfg.train_freq == 0:
+                losses.append(update())
+            if step % cfg.target_update == 0:
+                if cfg.tau >= 1.0:
+                    target.load_state_dict(q.state_dict())
+                else:
+                    with torch.no_grad():
+                        for tp, qp in zip(target.parameters(), q.parameters()):
+                            tp.lerp_(qp, cfg.tau)
+            if step % cfg.log_every == 0 or step == cfg.total_steps:
+                now = time.perf_counter()
+                sps = (step - s_log) / max(now - t_log, 1e-9)
+                t_log, s_log = now, step
+                mean100 = float(np.mean(returns)) if returns else None
+                row = {"kind": "train", "step": step, "episodes": episodes, "return_100": mean100,
+                       "epsilon": round(eps, 4), "loss": float(np.mean(losses)) if losses else None,
+                       "steps_per_s": round(sps, 1), "time": time.time()}
+                log(row)
+                reporter.row({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()
+                              if k not in ("kind", "time")})
+                reporter.advance(cfg.log_every if step % cfg.log_every == 0 else step % cfg.log_every,
+                                 episodes=episodes, ret100=mean100 if mean100 is None else round(mean100, 2),
+                                 sps=round(sps, 1))
+            if cfg.eval_every and step % cfg.eval_every == 0:
+                periodic_eval()
+            if time.monotonic() - t_ckpt >= cfg.checkpoint_every:
+                checkpoint()
+                t_ckpt = time.monotonic()
+    except KeyboardInterrupt:
+        checkpoint()
+        reporter.finish()
+        raise Interrupted(ckpt_path, "dl play-dqn train --resume") from None
+    finally:
+        env.close()
+    reporter.finish()
+    checkpoint()
+    seconds = time.perf_counter() - t_start
+    mean100 = float(np.mean(returns)) if returns else None
+    final = out_dir / "final.safetensors"
+    save_weights(final, {"train_return_100": mean100, "step": step, "episodes": episodes})
+    best = out_dir / "best.safetensors"
+    return DQNTrainReport(
+        env=env_id, out=out_dir, steps=step, episodes=episodes, mean_return_100=mean100, best_eval=best_eval,
+        final_weights=final, best_weights=best if best.is_file() else None, evaluations=tuple(evaluations),
+        seconds=round(seconds, 2), steps_per_second=(step - start_step) / seconds if seconds > 0 else math.nan,
+        provenance=Provenance.collect(runtime, weights_meta(cfg, env_id, n_actions, meanings, {}, "")["name"],
+                                      sha256_file(final)),
+    )
