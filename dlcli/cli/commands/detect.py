@@ -1,0 +1,138 @@
+"""`dl detect IMAGE…` (= `dl detect run`), `dl detect train` and `dl detect eval`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from dlcli.cli.app import Options, command, group
+
+
+def register(app: typer.Typer) -> None:
+    grp = group("detect", help="Detect objects (torchvision Faster R-CNN on COCO, or our small one on synthetic "
+                               "scenes); `train` and `eval` for your own.", default="run")
+
+    @command(grp, "run")
+    def run(
+        images: list[str] = typer.Argument(..., help="Image files, folders, globs, http(s) URLs, or - for stdin."),
+        model: Optional[str] = typer.Option(None, "--model", "-m", help="Weights ARCH.TAG (default fasterrcnn_resnet50_fpn_v2.coco, falling back to the bundled fasterrcnn_small.scenes offline; see `dl weights list --task detect`)."),
+        weights_file: Optional[Path] = typer.Option(None, "--weights-file", help="A .safetensors file written by `dl detect train`."),
+        threshold: float = typer.Option(0.5, "--threshold", "-t", min=0.0, max=1.0, help="Lowest score to report."),
+        classes: Optional[str] = typer.Option(None, "--classes", help="Only these classes, comma-separated (e.g. person,dog)."),
+        max_detections: int = typer.Option(100, "--max-detections", min=1, help="At most this many boxes per image (highest scores)."),
+        batch_size: int = typer.Option(4, "--batch-size", "-b", min=1, help="Images per forward pass."),
+        out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for annotated images (<name>_det.png)."),
+        crops: Optional[Path] = typer.Option(None, "--crops", help="Folder for one cropped PNG per detection."),
+        coco_json: Optional[Path] = typer.Option(None, "--coco-json", help="Write the detections in COCO results format to this file."),
+        force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
+        strict: bool = typer.Option(False, "--strict", help="Stop at the first unreadable input instead of skipping it."),
+        *,
+        opts: Options,
+    ) -> None:
+        """Detect objects: a table (label, score, box in original pixels) per image, or JSON.
+
+        Exit code 7 when some inputs could not be read (they are reported and skipped)."""
+        from dlcli import render
+        from dlcli.atomic import check_writable
+        from dlcli.cli.app import report_error
+        from dlcli.errors import InputError, PartialFailure
+        from dlcli.tasks import detect as task
+
+        if coco_json is not None:
+            check_writable(coco_json, force)  # fail before the work, not after
+        rt = opts.runtime()
+        reporter = opts.reporter()
+        for notice in rt.notices:
+            reporter.message(notice)
+        det = task.load_detector(rt, model=model, weights_file=weights_file, offline=opts.offline, reporter=reporter)
+        reporter.message(f"{det.spec.name} on {rt.device} ({rt.dtype_name})")
+        report = task.detect(images, rt, detector=det, threshold=threshold, classes=classes,
+                             max_detections=max_detections, batch_size=batch_size, out_dir=out, crops_dir=crops,
+                             force=force, strict=strict, offline=opts.offline, reporter=reporter,
+                             on_failure=lambda f: report_error(f.error))
+        if coco_json is not None:
+            task.write_coco_json(report, coco_json, force=force)
+            reporter.message(f"wrote COCO results to {coco_json}")
+        if opts.json:
+            render.emit_json(report.to_dict())
+        else:
+            render.render_detect(report)
+        if report.failures:
+            total = len(report.failures) + len(report.images)
+            if not report.images:
+                raise InputError(f"none of the {total} inputs could be read")
+            raise PartialFailure(f"{len(report.failures)} of {total} inputs failed and were skipped")
+
+    @command(grp, "train")
+    def train(
+        data: str = typer.Option("scenes", "--data", help="'scenes' (synthetic world) or a COCO-format annotations JSON."),
+        images: Optional[Path] = typer.Option(None, "--images", help="Image folder of a COCO JSON (default: the JSON's folder)."),
+        out: Optional[Path] = typer.Option(None, "--out", "-o", help="New run folder: checkpoint.pt, best.safetensors, last.safetensors, metrics.jsonl."),
+        resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this folder from its checkpoint."),
+        epochs: int = typer.Option(12, "--epochs", min=1, help="Epochs (a resumed run may be given more)."),
+        steps_per_epoch: int = typer.Option(250, "--steps-per-epoch", min=1, help="Batches per epoch (scenes only)."),
+        batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="Images per step."),
+        lr: float = typer.Option(2e-3, "--lr", help="Peak AdamW learning rate (warm-up, then cosine)."),
+        val_size: int = typer.Option(200, "--val-size", min=1, help="Validation scenes scored after each epoch."),
+        name: Optional[str] = typer.Option(None, "--name", help="Also store the best weights as this entry (e.g. fasterrcnn_small.mine)."),
+        force: bool = typer.Option(False, "--force", help="Replace an earlier entry of the same --name."),
+        *,
+        opts: Options,
+    ) -> None:
+        """Train the small Faster R-CNN (progress, per-epoch mAP, checkpoints; Ctrl-C saves, --resume continues)."""
+        from dlcli import render
+        from dlcli.errors import InputError
+        from dlcli.results import Provenance, VisionTrainReport
+        from dlcli.tasks.detect import register_trained
+        from dlcli.training.detect import DetectTrainConfig, train_detector
+
+        if (out is None) == (resume is None):
+            raise InputError("give --out DIR for a new run or --resume DIR to continue one")
+        cfg = DetectTrainConfig(data=data, images=str(images) if images else None, epochs=epochs,
+                                steps_per_epoch=steps_per_epoch, batch_size=batch_size, lr=lr, val_size=val_size,
+                                seed=opts.seed if opts.seed is not None else 0)
+        rt = opts.runtime()
+        reporter = opts.reporter()
+        for notice in rt.notices:
+            reporter.message(notice)
+        summary = train_detector(cfg, resume or out, rt, resume=resume is not None, reporter=reporter)  # type: ignore[arg-type]
+        registered = register_trained(name, summary.best, task="detect", force=force)
+        report = VisionTrainReport(task="detect", out=summary.out, best=summary.best, registered=registered,
+                                   epochs=summary.epochs, metrics=summary.metrics, seconds=summary.seconds,
+                                   provenance=Provenance.collect(rt, registered, None))
+        if opts.json:
+            render.emit_json(report.to_dict())
+        else:
+            render.render_vision_train(report, "dl detect IMAGE")
+
+    @command(grp, "eval")
+    def eval_(
+        model: Optional[str] = typer.Option(None, "--model", "-m", help="Weights ARCH.TAG (default: the bundled fasterrcnn_small.scenes for scenes)."),
+        weights_file: Optional[Path] = typer.Option(None, "--weights-file", help="A .safetensors file written by `dl detect train`."),
+        data: str = typer.Option("scenes", "--data", help="'scenes' (held-out test seed) or a COCO-format annotations JSON."),
+        images: Optional[Path] = typer.Option(None, "--images", help="Image folder of a COCO JSON (default: the JSON's folder)."),
+        count: int = typer.Option(500, "--count", "-n", min=1, help="Scenes to evaluate on."),
+        scene_seed: Optional[int] = typer.Option(None, "--scene-seed", help="Scene-world seed (default: the test seed, 2)."),
+        batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="Images per forward pass."),
+        *,
+        opts: Options,
+    ) -> None:
+        """mAP@0.5 and mAP@0.5:0.95 (our implementation of COCO's matching and 101-point AP)."""
+        from dlcli import render
+        from dlcli.tasks import detect as task
+
+        rt = opts.runtime()
+        reporter = opts.reporter()
+        for notice in rt.notices:
+            reporter.message(notice)
+        report = task.evaluate(rt, model=model, weights_file=weights_file, data=data,
+                               images=str(images) if images else None, count=count, seed=scene_seed,
+                               batch_size=batch_size, offline=opts.offline, reporter=reporter)
+        if opts.json:
+            render.emit_json(report.to_dict())
+        else:
+            render.render_detect_eval(report)
+
+    app.add_typer(grp)

@@ -1,0 +1,123 @@
+"""`dl segment IMAGE…` (= `dl segment run`), `dl segment train` and `dl segment eval`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from dlcli.cli.app import Options, command, group
+
+
+def register(app: typer.Typer) -> None:
+    grp = group("segment", help="Semantic segmentation (torchvision FCN/DeepLabV3/LR-ASPP on COCO-VOC, or our small "
+                                "FCN on synthetic scenes); `train` and `eval` for your own.", default="run")
+
+    @command(grp, "run")
+    def run(
+        images: list[str] = typer.Argument(..., help="Image files, folders, globs, http(s) URLs, or - for stdin."),
+        model: Optional[str] = typer.Option(None, "--model", "-m", help="Weights ARCH.TAG (default fcn_resnet50.coco_voc, falling back to the bundled fcn_small.scenes offline; see `dl weights list --task segment`)."),
+        weights_file: Optional[Path] = typer.Option(None, "--weights-file", help="A .safetensors file written by `dl segment train`."),
+        out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for <name>_mask.png (class indices, input size), <name>_color.png and <name>_overlay.png."),
+        opacity: float = typer.Option(0.5, "--opacity", min=0.0, max=1.0, help="Colour strength of the overlay."),
+        force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
+        strict: bool = typer.Option(False, "--strict", help="Stop at the first unreadable input instead of skipping it."),
+        *,
+        opts: Options,
+    ) -> None:
+        """Segment images: a table of the classes present with their pixel share, or JSON.
+
+        Exit code 7 when some inputs could not be read (they are reported and skipped)."""
+        from dlcli import render
+        from dlcli.cli.app import report_error
+        from dlcli.errors import InputError, PartialFailure
+        from dlcli.tasks import segment as task
+
+        rt = opts.runtime()
+        reporter = opts.reporter()
+        for notice in rt.notices:
+            reporter.message(notice)
+        seg = task.load_segmenter(rt, model=model, weights_file=weights_file, offline=opts.offline, reporter=reporter)
+        reporter.message(f"{seg.spec.name} on {rt.device} ({rt.dtype_name})")
+        report = task.segment(images, rt, segmenter=seg, out_dir=out, opacity=opacity, force=force, strict=strict,
+                              offline=opts.offline, reporter=reporter, on_failure=lambda f: report_error(f.error))
+        if opts.json:
+            render.emit_json(report.to_dict())
+        else:
+            render.render_segment(report)
+        if report.failures:
+            total = len(report.failures) + len(report.images)
+            if not report.images:
+                raise InputError(f"none of the {total} inputs could be read")
+            raise PartialFailure(f"{len(report.failures)} of {total} inputs failed and were skipped")
+
+    @command(grp, "train")
+    def train(
+        data: str = typer.Option("scenes", "--data", help="'scenes' (synthetic world) or a folder with images/ and masks/ (+ classes.txt)."),
+        out: Optional[Path] = typer.Option(None, "--out", "-o", help="New run folder: checkpoint.pt, best.safetensors, last.safetensors, metrics.jsonl."),
+        resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this folder from its checkpoint."),
+        epochs: int = typer.Option(10, "--epochs", min=1, help="Epochs (a resumed run may be given more)."),
+        steps_per_epoch: int = typer.Option(200, "--steps-per-epoch", min=1, help="Batches per epoch (scenes only)."),
+        batch_size: int = typer.Option(16, "--batch-size", "-b", min=1, help="Images per step."),
+        lr: float = typer.Option(3e-3, "--lr", help="Peak AdamW learning rate (warm-up, then cosine)."),
+        val_size: int = typer.Option(200, "--val-size", min=1, help="Validation scenes scored after each epoch."),
+        image_size: int = typer.Option(128, "--image-size", min=32, help="Scene size / size folder images are resized to."),
+        name: Optional[str] = typer.Option(None, "--name", help="Also store the best weights as this entry (e.g. fcn_small.mine)."),
+        force: bool = typer.Option(False, "--force", help="Replace an earlier entry of the same --name."),
+        *,
+        opts: Options,
+    ) -> None:
+        """Train the small FCN (progress, per-epoch mIoU, checkpoints; Ctrl-C saves, --resume continues)."""
+        from dlcli import render
+        from dlcli.errors import InputError
+        from dlcli.results import Provenance, VisionTrainReport
+        from dlcli.tasks.detect import register_trained
+        from dlcli.training.segment import SegmentTrainConfig, train_segmenter
+
+        if (out is None) == (resume is None):
+            raise InputError("give --out DIR for a new run or --resume DIR to continue one")
+        cfg = SegmentTrainConfig(data=data, epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size,
+                                 lr=lr, val_size=val_size, image_size=image_size,
+                                 seed=opts.seed if opts.seed is not None else 0)
+        rt = opts.runtime()
+        reporter = opts.reporter()
+        for notice in rt.notices:
+            reporter.message(notice)
+        summary = train_segmenter(cfg, resume or out, rt, resume=resume is not None, reporter=reporter)  # type: ignore[arg-type]
+        registered = register_trained(name, summary.best, task="segment", force=force)
+        report = VisionTrainReport(task="segment", out=summary.out, best=summary.best, registered=registered,
+                                   epochs=summary.epochs, metrics=summary.metrics, seconds=summary.seconds,
+                                   provenance=Provenance.collect(rt, registered, None))
+        if opts.json:
+            render.emit_json(report.to_dict())
+        else:
+            render.render_vision_train(report, "dl segment IMAGE")
+
+    @command(grp, "eval")
+    def eval_(
+        model: Optional[str] = typer.Option(None, "--model", "-m", help="Weights ARCH.TAG (default: the bundled fcn_small.scenes for scenes)."),
+        weights_file: Optional[Path] = typer.Option(None, "--weights-file", help="A .safetensors file written by `dl segment train`."),
+        data: str = typer.Option("scenes", "--data", help="'scenes' (held-out test seed) or a folder with images/ and masks/."),
+        count: int = typer.Option(500, "--count", "-n", min=1, help="Scenes to evaluate on."),
+        scene_seed: Optional[int] = typer.Option(None, "--scene-seed", help="Scene-world seed (default: the test seed, 2)."),
+        batch_size: int = typer.Option(16, "--batch-size", "-b", min=1, help="Images per forward pass."),
+        *,
+        opts: Options,
+    ) -> None:
+        """mIoU (mean over classes present in truth or prediction) and pixel accuracy."""
+        from dlcli import render
+        from dlcli.tasks import segment as task
+
+        rt = opts.runtime()
+        reporter = opts.reporter()
+        for notice in rt.notices:
+            reporter.message(notice)
+        report = task.evaluate(rt, model=model, weights_file=weights_file, data=data, count=count, seed=scene_seed,
+                               batch_size=batch_size, offline=opts.offline, reporter=reporter)
+        if opts.json:
+            render.emit_json(report.to_dict())
+        else:
+            render.render_segment_eval(report)
+
+    app.add_typer(grp)

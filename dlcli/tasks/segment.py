@@ -1,0 +1,286 @@
+"""Semantic segmentation: torchvision's COCO-with-VOC-labels models (FCN, DeepLabV3, LR-ASPP; online)
+and our small FCN trained on the synthetic scene world (bundled, offline).
+
+preprocess (the entry's preset) -> forward one image at a time (sizes differ) -> class scores
+upsampled bilinearly to the ORIGINAL image size -> argmax -> per-class pixel shares, and on request a
+class-index mask PNG (same size as the input), a colour mask and an overlay.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+from dlcli.errors import InputError, WeightsError
+from dlcli.progress import NullReporter, Reporter
+from dlcli.weights import registry
+from dlcli.weights.spec import Arch, TorchvisionSource, WeightsSpec
+
+TASK = "segment"
+BUNDLED = "fcn_small.scenes"
+
+# arch -> (Weights enum member, builder kwargs the COCO/VOC file needs, mIoU on COCO-val2017-VOC-labels)
+TORCHVISION_SEGMENTERS: dict[str, tuple[str, dict[str, Any], float]] = {
+    "fcn_resnet50": ("FCN_ResNet50_Weights.COCO_WITH_VOC_LABELS_V1", {"num_classes": 21, "aux_loss": True}, 60.5),
+    "deeplabv3_resnet50": ("DeepLabV3_ResNet50_Weights.COCO_WITH_VOC_LABELS_V1",
+                           {"num_classes": 21, "aux_loss": True}, 66.4),
+    "lraspp_mobilenet_v3_large": ("LRASPP_MobileNet_V3_Large_Weights.COCO_WITH_VOC_LABELS_V1",
+                                  {"num_classes": 21}, 57.9),
+}
+DEFAULT_ARCH = "fcn_resnet50"
+TORCHVISION_LICENSE = ("BSD-3-Clause (torchvision code); trained on a COCO subset with the 20 VOC categories, "
+                       "see torchvision's model documentation")
+
+
+def _torchvision_builder(arch: str) -> Callable[..., Any]:
+    def build(**config: Any) -> Any:
+        import torchvision.models.segmentation as tvs
+
+        # weights=None, weights_backbone=None: never downloads; the loader fills in verified tensors.
+        return getattr(tvs, arch)(weights=None, weights_backbone=None, **config)
+
+    build.__name__ = f"build_{arch}"
+    return build
+
+
+def _drop_aux(model: Any, config: dict[str, Any]) -> Any:
+    """The auxiliary head only helps training (its tensors are in the file, so it is built, loaded, dropped)."""
+    if getattr(model, "aux_classifier", None) is not None:
+        model.aux_classifier = None
+    return model
+
+
+def build_fcn_small(**config: Any) -> Any:
+    from dlcli.models.fcn_small import FCNSmall
+
+    return FCNSmall(**config)
+
+
+for _arch, (_enum, _config, _miou) in TORCHVISION_SEGMENTERS.items():
+    registry.register_arch(Arch(_arch, TASK, _torchvision_builder(_arch), description=f"torchvision {_arch}",
+                                default_config=dict(_config), finalize=_drop_aux))
+    registry.register(WeightsSpec(
+        name=f"{_arch}.coco_voc", arch=_arch, task=TASK, source=TorchvisionSource(_enum),
+        preprocess="imagenet", license=TORCHVISION_LICENSE, metrics={"miou_coco_voc": _miou},
+        recipe=f"torchvision {_enum} (recipe in its meta)",
+        description=f"{_arch} on COCO with the 20 VOC classes (mIoU {_miou}; torchvision {_enum})",
+    ), default=(_arch == DEFAULT_ARCH))
+
+registry.register_arch(Arch(
+    "fcn_small", TASK, build_fcn_small,
+    description="small FCN (4 stages, FCN-4s skips, bilinear-initialised transposed convolutions)",
+    default_config={"num_classes": 5},
+))
+
+
+class Segmenter:
+    """A loaded segmentation model with its preprocessing and labels, placed by the device manager."""
+
+    def __init__(self, loaded: Any, runtime: Any) -> None:
+        from dlcli.tasks.presets import transform_for
+
+        self.loaded = loaded
+        self.runtime = runtime
+        self.transform, self.mode = transform_for(loaded.spec)
+        self.model = runtime.place(loaded.model).eval()
+        self.labels = loaded.labels
+
+    @property
+    def spec(self) -> WeightsSpec:
+        return self.loaded.spec
+
+    @property
+    def num_classes(self) -> int | None:
+        return len(self.labels) if self.labels is not None else None
+
+    def label(self, index: int) -> str:
+        if self.labels is not None and 0 <= index < len(self.labels):
+            return self.labels[index]
+        return str(index)
+
+    def predict(self, image: Any) -> Any:
+        """PIL image -> class-index mask (H, W) int64 at the image's own size (CPU tensor)."""
+        import torch.nn.functional as F
+
+        from dlcli.training.segment import logits_of
+
+        x = self.runtime.to(self.transform(image).unsqueeze(0))
+        with self.runtime.inference():
+            logits = logits_of(self.model(x))
+        w, h = image.size
+        logits = logits.float()
+        if tuple(logits.shape[-2:]) != (h, w):
+            logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
+        return logits.argmax(1)[0].cpu()
+
+
+def load_segmenter(runtime: Any, *, model: str | None = None, weights_file: str | Path | None = None,
+                   offline: bool = False, reporter: Reporter | None = None, random_init: bool = False) -> Segmenter:
+    from dlcli.tasks.detect import load_detector
+
+    return load_detector(runtime, model=model, weights_file=weights_file, offline=offline, reporter=reporter,
+                         random_init=random_init, task=TASK, bundled=BUNDLED, wrap=Segmenter)
+
+
+def class_colors(n: int) -> list[tuple[int, int, int]]:
+    """Background black, then distinct saturated colours."""
+    from dlcli import media
+
+    return [(0, 0, 0)] + media.palette(max(n - 1, 1))
+
+
+def color_mask(mask: Any, n: int) -> Any:
+    import numpy as np
+    from PIL import Image
+
+    lut = np.array(class_colors(max(n, int(mask.max()) + 1)), dtype=np.uint8)
+    return Image.fromarray(lut[np.asarray(mask)])
+
+
+def overlay(image: Any, mask: Any, n: int, opacity: float) -> Any:
+    """The image with non-background pixels tinted by their class colour at `opacity`."""
+    import numpy as np
+    from PIL import Image
+
+    base = np.asarray(image.convert("RGB"), dtype=np.float32)
+    colors = np.asarray(color_mask(mask, n), dtype=np.float32)
+    fg = (np.asarray(mask) > 0)[..., None]
+    out = np.where(fg, base * (1 - opacity) + colors * opacity, base)
+    return Image.fromarray(np.clip(out + 0.5, 0, 255).astype(np.uint8))
+
+
+def segment(
+    inputs: Sequence[str],
+    runtime: Any,
+    *,
+    model: str | None = None,
+    weights_file: str | Path | None = None,
+    segmenter: Segmenter | None = None,
+    out_dir: str | Path | None = None,
+    opacity: float = 0.5,
+    force: bool = False,
+    strict: bool = False,
+    offline: bool = False,
+    reporter: Reporter | None = None,
+    on_failure: Callable[[Any], None] | None = None,
+) -> Any:
+    """Segment images in input order. With `out_dir`: `<stem>_mask.png` (class indices, mode L, the
+    input's size), `<stem>_color.png` and `<stem>_overlay.png`."""
+    import numpy as np
+    from PIL import Image
+
+    from dlcli import media
+    from dlcli.results import DetectFailure, Provenance, SegmentClass, SegmentItem, SegmentReport
+
+    if not 0.0 <= opacity <= 1.0:
+        raise InputError(f"--opacity must be between 0 and 1 (got {opacity})")
+    reporter = reporter or NullReporter()
+    seg = segmenter or load_segmenter(runtime, model=model, weights_file=weights_file, offline=offline,
+                                      reporter=reporter)
+    sources = media.expand_inputs(list(inputs), offline=offline)
+    out_path = Path(out_dir).expanduser() if out_dir else None
+    results: list[Any] = []
+    failures: list[Any] = []
+    n_classes = seg.num_classes or 256
+    reporter.start(f"segmenting with {seg.spec.name}", float(len(sources)))
+    t0 = time.perf_counter()
+    try:
+        for index, item in enumerate(media.iter_images(sources, mode=seg.mode, offline=offline, strict=strict)):
+            if isinstance(item, Exception):
+                failure = DetectFailure(index=index, source=sources[index], error=item.message)
+                failures.append(failure)
+                if on_failure is not None:
+                    on_failure(failure)
+                reporter.advance(1)
+                continue
+            mask = seg.predict(item.image).numpy()
+            counts = np.bincount(mask.reshape(-1), minlength=1)
+            total = int(mask.size)
+            present = sorted(((int(c), int(k)) for k, c in enumerate(counts) if c > 0), reverse=True)
+            classes = tuple(SegmentClass(label=seg.label(k), label_id=k, pixels=c, share=c / total) for c, k in present)
+            files: dict[str, Any] = {}
+            if out_path is not None:
+                m8 = Image.fromarray(mask.astype(np.uint8))  # uint8 2-D -> mode L
+                files["mask"] = str(media.save_image(m8, out_path / media.output_name(item.source, "_mask.png", index),
+                                                     force=force))
+                files["color"] = str(media.save_image(color_mask(mask, n_classes),
+                                                      out_path / media.output_name(item.source, "_color.png", index),
+                                                      force=force))
+                files["overlay"] = str(media.save_image(overlay(item.image, mask, n_classes, opacity),
+                                                        out_path / media.output_name(item.source, "_overlay.png", index),
+                                                        force=force))
+            results.append(SegmentItem(index=index, source=item.source, width=item.image.size[0],
+                                       height=item.image.size[1], classes=classes, files=files))
+            reporter.advance(1)
+    finally:
+        reporter.finish()
+    return SegmentReport(model=seg.spec.name, images=tuple(results), failures=tuple(failures),
+                         seconds=time.perf_counter() - t0,
+                         provenance=Provenance.collect(runtime, seg.spec.name, seg.loaded.sha256))
+
+
+def evaluate(
+    runtime: Any,
+    *,
+    model: str | None = None,
+    weights_file: str | Path | None = None,
+    data: str = "scenes",
+    count: int = 500,
+    seed: int | None = None,
+    batch_size: int = 16,
+    offline: bool = False,
+    reporter: Reporter | None = None,
+) -> Any:
+    """mIoU and pixel accuracy on held-out scenes (test seed) or an images/ + masks/ folder."""
+    import numpy as np
+
+    from dlcli.results import Provenance, SegmentEvalReport
+    from dlcli.training.segment import MaskFolder, evaluate_segmenter
+
+    reporter = reporter or NullReporter()
+    if count < 1:
+        raise InputError(f"--count must be at least 1 (got {count})")
+    if model is None and weights_file is None and data == "scenes":
+        model = BUNDLED
+    seg = load_segmenter(runtime, model=model, weights_file=weights_file, offline=offline, reporter=reporter)
+    if data == "scenes":
+        from dlcli.data import scenes
+
+        scene_seed = scenes.TEST_SEED if seed is None else seed
+        if seg.labels is not None and list(seg.labels) != list(scenes.CLASS_NAMES):
+            raise WeightsError(f"{seg.spec.name} was not trained on scenes; evaluate it on its own data with --data DIR")
+        from PIL import Image
+        import torch
+
+        def samples() -> Iterator[Any]:
+            for i in range(count):
+                s = scenes.make_scene(scene_seed, i)
+                yield seg.transform(Image.fromarray(s.image)), torch.from_numpy(s.semantic.astype(np.int64))
+
+        described, n = f"scenes seed {scene_seed}, {count} images", count
+        num_classes = len(scenes.CLASS_NAMES)
+    else:
+        folder = MaskFolder(Path(data), size=0)
+        num_classes = seg.num_classes or len(folder.classes)
+        from PIL import Image
+        import torch
+
+        from dlcli.media import load_image
+
+        def samples() -> Iterator[Any]:
+            # Full resolution here (no resizing): the model's logits are upsampled to the mask's size.
+            for img_path, mask_path in folder.pairs:
+                yield seg.transform(load_image(str(img_path))), torch.from_numpy(folder._mask(mask_path))
+
+        described, n = f"{data}, {len(folder)} images", len(folder)
+    t0 = time.perf_counter()
+    cm = evaluate_segmenter(seg.model, samples(), runtime, num_classes, batch_size=batch_size,
+                            reporter=reporter, total=n)
+    iou = cm.iou()
+    return SegmentEvalReport(model=seg.spec.name, data=described, images=n, miou=cm.mean_iou(),
+                             pixel_accuracy=cm.pixel_accuracy(),
+                             per_class_iou={seg.label(k): (None if np.isnan(v) else float(v)) for k, v in enumerate(iou)},
+                             seconds=time.perf_counter() - t0,
+                             provenance=Provenance.collect(runtime, seg.spec.name, seg.loaded.sha256))
+

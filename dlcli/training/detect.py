@@ -1,0 +1,374 @@
+"""Training the small Faster R-CNN (`dl detect train`) on the scene world or a COCO-format data set.
+
+A run lives in one folder (`--out`): `checkpoint.pt` (everything needed to continue: model,
+optimiser, scheduler, RNG, counters; written after every epoch and on Ctrl-C), `last.safetensors`
+and `best.safetensors` (weights with our metadata, so `dl detect --weights-file` reads them) and
+`metrics.jsonl` (one line per epoch). `--resume DIR` continues where the checkpoint left off.
+
+Scene data are generated on the fly: step `s` of a run trains on scenes `s*B … s*B+B-1` of the
+training seed, so every step sees new images and a resumed run sees exactly the images it would
+have seen without the interruption.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from dlcli.errors import DataError, InputError
+from dlcli.progress import NullReporter, Reporter
+from dlcli.training.checkpoint import Interrupted, load_checkpoint, save_checkpoint
+
+ARCH = "fasterrcnn_small"
+LICENSE = "MIT (trained by the dlcli authors on generated scenes)"
+
+
+@dataclass
+class DetectTrainConfig:
+    """Options of a detector training run (what `dl detect train` exposes)."""
+
+    data: str = "scenes"
+    """'scenes' (the synthetic world) or a COCO-format annotations JSON file."""
+    images: str | None = None
+    """Image folder for a COCO JSON (default: the JSON's folder)."""
+    epochs: int = 12
+    """Passes; for scenes an epoch is `steps_per_epoch` batches of fresh scenes."""
+    steps_per_epoch: int = 250
+    """Batches per epoch (scenes only; a COCO set's epoch is one pass over its images)."""
+    batch_size: int = 8
+    lr: float = 2e-3
+    """Peak AdamW learning rate (linear warm-up, then cosine decay to 1/20 of it)."""
+    weight_decay: float = 1e-4
+    warmup_steps: int = 100
+    val_size: int = 200
+    """Held-out scenes (validation seed) scored after every epoch; COCO: the last 10% of images."""
+    width: int = 32
+    out_channels: int = 64
+    representation: int = 256
+    image_size: int = 128
+    seed: int = 0
+    classes: list[str] = field(default_factory=list)
+    """Class names, background first (filled from the data)."""
+
+    def model_config(self) -> dict[str, Any]:
+        return {
+            "num_classes": len(self.classes),
+            "width": self.width,
+            "out_channels": self.out_channels,
+            "representation": self.representation,
+            "image_size": self.image_size,
+        }
+
+
+# --- shared pieces (the segmentation trainer uses them too) ------------------------------------
+
+
+def warmup_cosine(total_steps: int, warmup: int, floor: float = 0.05) -> Callable[[int], float]:
+    """LR multiplier: linear warm-up over `warmup` steps, then cosine from 1 down to `floor`."""
+    total = max(1, total_steps)
+    warm = max(0, min(warmup, total - 1))
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        t = min(1.0, (step - warm) / max(1, total - warm))
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
+
+    return factor
+
+
+def prepare_run_dir(out: Path, resume: bool) -> Path:
+    out = Path(out).expanduser()
+    ckpt = out / "checkpoint.pt"
+    if resume:
+        if not ckpt.is_file():
+            raise InputError(f"--resume {out}: no checkpoint.pt there; give the --out folder of an earlier run")
+    elif ckpt.exists():
+        raise InputError(f"{out} already holds a run (checkpoint.pt); pass --resume {out} or choose a new --out")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def config_from_checkpoint(cls: type, saved: dict[str, Any], override: dict[str, Any]) -> Any:
+    """The saved run's config with the few fields a resume may change (e.g. more epochs)."""
+    known = {f.name for f in fields(cls)}
+    values = {k: v for k, v in saved.items() if k in known}
+    values.update({k: v for k, v in override.items() if k in known})
+    return cls(**values)
+
+
+def append_jsonl(path: Path, row: dict[str, Any]) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(row, sort_keys=True) + "\n")
+
+
+# --- data ---------------------------------------------------------------------------------------
+
+
+Sample = tuple[torch.Tensor, dict[str, torch.Tensor]]
+
+
+class CocoDetection:
+    """A COCO-format detection set (images + `annotations` with xywh `bbox` and `category_id`).
+
+    Category ids are mapped to contiguous labels 1..K in the order of `categories`; crowd
+    annotations and degenerate boxes are skipped."""
+
+    def __init__(self, annotations: Path, images: Path | None = None) -> None:
+        annotations = Path(annotations).expanduser()
+        if not annotations.is_file():
+            raise InputError(f"--data {annotations}: no such file (give 'scenes' or a COCO annotations JSON)")
+        try:
+            data = json.loads(annotations.read_text(encoding="utf-8"))
+            cats = sorted(data["categories"], key=lambda c: c["id"])
+            imgs = data["images"]
+            anns = data.get("annotations", [])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DataError(f"{annotations} is not COCO-format JSON (needs images, annotations, categories): {exc}") from None
+        self.root = Path(images).expanduser() if images else annotations.parent
+        if not self.root.is_dir():
+            raise InputError(f"--images {self.root}: no such folder")
+        self.cat_to_label = {int(c["id"]): i + 1 for i, c in enumerate(cats)}
+        self.classes = ["background"] + [str(c["name"]) for c in cats]
+        by_image: dict[int, list[dict[str, Any]]] = {int(im["id"]): [] for im in imgs}
+        for a in anns:
+            if a.get("iscrowd"):
+                continue
+            if int(a["image_id"]) in by_image and int(a["category_id"]) in self.cat_to_label:
+                by_image[int(a["image_id"])].append(a)
+        self.items = [(im, by_image[int(im["id"])]) for im in sorted(imgs, key=lambda im: int(im["id"]))]
+        if not self.items:
+            raise DataError(f"{annotations} lists no images")
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> Sample:
+        from dlcli.media import load_image
+
+        im, anns = self.items[i]
+        path = self.root / im["file_name"]
+        img = load_image(str(path))
+        x = torch.from_numpy(np.asarray(img, dtype=np.uint8)).permute(2, 0, 1).float().div_(255.0)
+        boxes, labels = [], []
+        for a in anns:
+            bx, by, bw, bh = (float(v) for v in a["bbox"])
+            if bw > 1 and bh > 1:
+                boxes.append([bx, by, bx + bw, by + bh])
+                labels.append(self.cat_to_label[int(a["category_id"])])
+        return x, {
+            "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+            "labels": torch.tensor(labels, dtype=torch.int64),
+        }
+
+
+class TrainData:
+    """Batches for step `s` of a run and the validation samples, whatever the source."""
+
+    def __init__(self, cfg: DetectTrainConfig) -> None:
+        self.cfg = cfg
+        if cfg.data == "scenes":
+            from dlcli.data import scenes
+
+            self.scenes = scenes
+            self.coco = None
+            self.classes = list(scenes.CLASS_NAMES)
+            self.steps_per_epoch = cfg.steps_per_epoch
+            self.val_indices: list[int] = list(range(cfg.val_size))
+        else:
+            self.scenes = None
+            self.coco = CocoDetection(Path(cfg.data), Path(cfg.images) if cfg.images else None)
+            self.classes = self.coco.classes
+            n = len(self.coco)
+            n_val = max(1, n // 10) if n > 1 else 0
+            self.train_indices = list(range(n - n_val))
+            self.val_indices = list(range(n - n_val, n))
+            if not self.train_indices:
+                raise DataError(f"{cfg.data}: too few images to train on (have {n})")
+            self.steps_per_epoch = max(1, math.ceil(len(self.train_indices) / cfg.batch_size))
+
+    def batch(self, epoch: int, step_in_epoch: int) -> list[Sample]:
+        b = self.cfg.batch_size
+        if self.scenes is not None:
+            start = (epoch * self.steps_per_epoch + step_in_epoch) * b
+            return [self._scene(self.scenes.TRAIN_SEED, start + i) for i in range(b)]
+        assert self.coco is not None
+        # A fresh, seeded permutation per epoch: resuming mid-epoch sees the same order.
+        perm = np.random.default_rng([self.cfg.seed, epoch]).permutation(self.train_indices)
+        chosen = perm[step_in_epoch * b:(step_in_epoch + 1) * b]
+        return [self.coco[int(i)] for i in chosen]
+
+    def _scene(self, seed: int, index: int) -> Sample:
+        s = self.scenes.make_scene(seed, index, size=self.cfg.image_size)  # type: ignore[union-attr]
+        x = torch.from_numpy(s.image).permute(2, 0, 1).float().div_(255.0)
+        return x, {"boxes": torch.from_numpy(s.boxes), "labels": torch.from_numpy(s.labels)}
+
+    def validation(self) -> Iterator[Sample]:
+        for i in self.val_indices:
+            if self.scenes is not None:
+                yield self._scene(self.scenes.VAL_SEED, i)
+            else:
+                yield self.coco[i]  # type: ignore[index]
+
+
+# --- evaluation -----------------------------------------------------------------------------------
+
+
+def evaluate_detector(model: torch.nn.Module, samples: Sequence[Sample] | Iterator[Sample], runtime: Any,
+                      *, batch_size: int = 8, reporter: Reporter | None = None, total: int | None = None) -> Any:
+    """Run `model` over (image, target) samples and score it (mAP@0.5, mAP@0.5:0.95)."""
+    from dlcli.tasks.detection_metrics import ImageBoxes, mean_average_precision
+
+    reporter = reporter or NullReporter()
+    preds: list[ImageBoxes] = []
+    gts: list[ImageBoxes] = []
+    was_training = model.training
+    model.eval()
+    reporter.start("evaluating", total=total, unit="img")
+    batch: list[Sample] = []
+
+    def flush() -> None:
+        with runtime.inference():
+            outs = model([runtime.to(x) for x, _ in batch])
+        for (_, t), o in zip(batch, outs):
+            preds.append(ImageBoxes.of(o["boxes"].float().cpu().numpy(), o["labels"].cpu().numpy(),
+                                       o["scores"].float().cpu().numpy()))
+            gts.append(ImageBoxes.of(t["boxes"].numpy(), t["labels"].numpy()))
+        reporter.advance(len(batch))
+        batch.clear()
+
+    try:
+        for sample in samples:
+            batch.append(sample)
+            if len(batch) == batch_size:
+                flush()
+        if batch:
+            flush()
+    finally:
+        reporter.finish()
+        model.train(was_training)
+    return mean_average_precision(preds, gts)
+
+
+# --- the trainer ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainSummary:
+    out: Path
+    best: Path
+    epochs: int
+    metrics: dict[str, float]
+    seconds: float
+
+
+def weights_meta(cfg: DetectTrainConfig, metrics: dict[str, Any], steps: int) -> dict[str, Any]:
+    data = "synthetic scenes (dlcli.data.scenes, train seed 0)" if cfg.data == "scenes" else f"COCO-format {cfg.data}"
+    return {
+        "arch": ARCH,
+        "task": "detect",
+        "config": cfg.model_config(),
+        "labels": list(cfg.classes),
+        "preprocess": "tensor01",
+        "preprocess_args": {},
+        "metrics": metrics,
+        "recipe": (f"dl detect train on {data}: {steps} steps x batch {cfg.batch_size}, AdamW lr {cfg.lr} "
+                   f"(warm-up {cfg.warmup_steps}, cosine), weight decay {cfg.weight_decay}, seed {cfg.seed}"),
+        "license": LICENSE,
+        "extra": {},
+    }
+
+
+def train_detector(cfg: DetectTrainConfig, out: Path, runtime: Any, *, resume: bool = False,
+                   reporter: Reporter | None = None) -> TrainSummary:
+    """Train (or continue training) the small Faster R-CNN; returns where the best weights are."""
+    from dlcli.device import seed_everything
+    from dlcli.models.detector_small import fasterrcnn_small
+    from dlcli.weights.store import save_weights_file
+
+    reporter = reporter or NullReporter()
+    out = prepare_run_dir(out, resume)
+    if resume:
+        saved = json.loads(torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)["config"])
+        cfg = config_from_checkpoint(DetectTrainConfig, saved, {"epochs": cfg.epochs})
+    for name in ("epochs", "batch_size", "steps_per_epoch", "val_size"):
+        if getattr(cfg, name) < 1:
+            raise InputError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
+    seed_everything(cfg.seed)
+    data = TrainData(cfg)
+    cfg.classes = data.classes
+    model = fasterrcnn_small(**cfg.model_config())
+    model = runtime.place(model)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    total_steps = cfg.epochs * data.steps_per_epoch
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total_steps, cfg.warmup_steps))
+    progress = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_map50": -1.0, "seconds": 0.0}
+    if resume:
+        state = load_checkpoint(out / "checkpoint.pt", model=model, optimizer=optimizer, scheduler=scheduler)
+        progress.update(state["progress"])
+        reporter.message(f"resuming {out} at epoch {progress['epoch'] + 1}, step {progress['global_step']}")
+
+    def checkpoint() -> Path:
+        return save_checkpoint(out / "checkpoint.pt", model=model, optimizer=optimizer, scheduler=scheduler,
+                               progress=progress, config=asdict(cfg))
+
+    best_path = out / "best.safetensors"
+    metrics: dict[str, float] = {}
+    started = time.time() - float(progress["seconds"])
+    model.train()
+    try:
+        while progress["epoch"] < cfg.epochs:
+            epoch = int(progress["epoch"])
+            reporter.start(f"epoch {epoch + 1}/{cfg.epochs}", total=data.steps_per_epoch, unit="step")
+            if progress["step_in_epoch"]:
+                reporter.advance(progress["step_in_epoch"])
+            losses: list[float] = []
+            while progress["step_in_epoch"] < data.steps_per_epoch:
+                batch = data.batch(epoch, int(progress["step_in_epoch"]))
+                images = [runtime.to(x) for x, _ in batch]
+                targets = [{k: runtime.to(v) for k, v in t.items()} for _, t in batch]
+                with runtime.autocast():
+                    loss_dict = model(images, targets)
+                loss = sum(loss_dict.values())
+                if not torch.isfinite(loss):
+                    raise DataError(f"training diverged (loss {float(loss)}) at step {progress['global_step']}; "
+                                    "lower --lr")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, 10.0)
+                optimizer.step()
+                scheduler.step()
+                losses.append(float(loss.detach()))
+                progress["step_in_epoch"] += 1
+                progress["global_step"] += 1
+                reporter.advance(1, loss=float(np.mean(losses[-20:])))
+            reporter.finish()
+            scores = evaluate_detector(model, data.validation(), runtime, batch_size=cfg.batch_size,
+                                       reporter=reporter, total=len(data.val_indices))
+            progress["seconds"] = time.time() - started
+            metrics = {"val_map50": round(scores.map50, 4), "val_map50_95": round(scores.map50_95, 4)}
+            row = {"epoch": epoch + 1, "step": progress["global_step"], "loss": round(float(np.mean(losses)), 4),
+                   **metrics, "lr": optimizer.param_groups[0]["lr"], "minutes": round(progress["seconds"] / 60, 1)}
+            reporter.row(row)
+            append_jsonl(out / "metrics.jsonl", row)
+            meta = weights_meta(cfg, {**metrics, "epoch": epoch + 1}, int(progress["global_step"]))
+            save_weights_file(out / "last.safetensors", model.state_dict(), meta)
+            if scores.map50 > progress["best_map50"]:
+                progress["best_map50"] = scores.map50
+                save_weights_file(best_path, model.state_dict(), meta)
+            progress["epoch"] = epoch + 1
+            progress["step_in_epoch"] = 0
+            checkpoint()
+    except KeyboardInterrupt:
+        reporter.finish()
+        progress["seconds"] = time.time() - started
+        raise Interrupted(checkpoint()) from None
+    return TrainSummary(out, best_path, cfg.epochs, metrics, time.time() - started)

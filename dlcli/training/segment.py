@@ -1,0 +1,318 @@
+"""Training the small FCN (`dl segment train`) on the scene world or on image + mask folders.
+
+Same run layout as the detector trainer (dlcli/training/detect.py): `checkpoint.pt` after every
+epoch and on Ctrl-C, `last.safetensors` / `best.safetensors` with our metadata, `metrics.jsonl`;
+`--resume DIR` continues. Scenes are generated on the fly (step `s` uses scenes `s*B … s*B+B-1`).
+
+A user data set is a folder with `images/` and `masks/` (same file stems; a mask is a PNG whose
+pixel values are class indices, 255 = ignore) and optionally `classes.txt` (one name a line,
+background first).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from dlcli.errors import DataError, InputError
+from dlcli.progress import NullReporter, Reporter
+from dlcli.training.checkpoint import Interrupted, load_checkpoint, save_checkpoint
+from dlcli.training.detect import append_jsonl, config_from_checkpoint, prepare_run_dir, warmup_cosine
+
+ARCH = "fcn_small"
+LICENSE = "MIT (trained by the dlcli authors on generated scenes)"
+IGNORE_INDEX = 255
+
+
+@dataclass
+class SegmentTrainConfig:
+    """Options of an FCN training run (what `dl segment train` exposes)."""
+
+    data: str = "scenes"
+    """'scenes' (the synthetic world) or a folder with images/ and masks/."""
+    epochs: int = 10
+    steps_per_epoch: int = 200
+    """Batches per epoch (scenes only; a folder's epoch is one pass over its images)."""
+    batch_size: int = 16
+    lr: float = 3e-3
+    """Peak AdamW learning rate (linear warm-up, then cosine decay)."""
+    weight_decay: float = 1e-4
+    warmup_steps: int = 100
+    val_size: int = 200
+    """Held-out scenes (validation seed) scored after every epoch; folders: the last 10% of images."""
+    width: int = 16
+    image_size: int = 128
+    """Scenes are generated at this size; folder images are resized to it for training."""
+    seed: int = 0
+    classes: list[str] = field(default_factory=list)
+
+    def model_config(self) -> dict[str, Any]:
+        return {"num_classes": len(self.classes), "width": self.width}
+
+
+Sample = tuple[torch.Tensor, torch.Tensor]  # image (3, H, W) in [0, 1]; mask (H, W) int64
+
+
+class MaskFolder:
+    """images/ + masks/ (+ classes.txt): a user segmentation set, resized to `size` for training."""
+
+    def __init__(self, root: Path, size: int) -> None:
+        from dlcli.media import IMAGE_SUFFIXES
+
+        root = Path(root).expanduser()
+        img_dir, mask_dir = root / "images", root / "masks"
+        if not img_dir.is_dir() or not mask_dir.is_dir():
+            raise InputError(f"--data {root}: expected a folder with images/ and masks/ (or 'scenes')")
+        masks = {p.stem: p for p in mask_dir.iterdir() if p.suffix.lower() == ".png"}
+        self.pairs = [(p, masks[p.stem]) for p in sorted(img_dir.iterdir())
+                      if p.suffix.lower() in IMAGE_SUFFIXES and p.stem in masks]
+        if not self.pairs:
+            raise DataError(f"{root}: no image in images/ has a mask of the same name in masks/ (PNG)")
+        self.size = int(size)
+        names = root / "classes.txt"
+        if names.is_file():
+            self.classes = [ln.strip() for ln in names.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        else:
+            top = 0
+            for _, m in self.pairs:
+                arr = self._mask(m)
+                valid = arr[arr != IGNORE_INDEX]
+                top = max(top, int(valid.max()) if valid.size else 0)
+            self.classes = ["background"] + [f"class{i}" for i in range(1, top + 1)]
+        if len(self.classes) < 2:
+            raise DataError(f"{root}: need at least two classes (background and one more)")
+
+    @staticmethod
+    def _mask(path: Path) -> np.ndarray:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            if im.mode not in ("L", "P", "I", "I;16"):
+                raise DataError(f"{path}: a mask must be a one-channel PNG of class indices (got mode {im.mode})")
+            return np.asarray(im).astype(np.int64)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, i: int) -> Sample:
+        from PIL import Image
+
+        from dlcli.media import load_image
+
+        img_path, mask_path = self.pairs[i]
+        img = load_image(str(img_path)).resize((self.size, self.size), Image.BILINEAR)
+        mask = Image.fromarray(self._mask(mask_path).astype(np.uint8)).resize((self.size, self.size), Image.NEAREST)
+        m = torch.from_numpy(np.asarray(mask).astype(np.int64))
+        if int(m[m != IGNORE_INDEX].max(initial=0)) >= len(self.classes):
+            raise DataError(f"{mask_path}: class index above the {len(self.classes)} classes of classes.txt")
+        return torch.from_numpy(np.asarray(img, dtype=np.uint8)).permute(2, 0, 1).float().div_(255.0), m
+
+
+class SegData:
+    def __init__(self, cfg: SegmentTrainConfig) -> None:
+        self.cfg = cfg
+        if cfg.data == "scenes":
+            from dlcli.data import scenes
+
+            self.scenes = scenes
+            self.folder = None
+            self.classes = list(scenes.CLASS_NAMES)
+            self.steps_per_epoch = cfg.steps_per_epoch
+            self.val_indices = list(range(cfg.val_size))
+        else:
+            self.scenes = None
+            self.folder = MaskFolder(Path(cfg.data), cfg.image_size)
+            self.classes = self.folder.classes
+            n = len(self.folder)
+            n_val = max(1, n // 10) if n > 1 else 0
+            self.train_indices = list(range(n - n_val))
+            self.val_indices = list(range(n - n_val, n))
+            if not self.train_indices:
+                raise DataError(f"{cfg.data}: too few images to train on (have {n})")
+            self.steps_per_epoch = max(1, math.ceil(len(self.train_indices) / cfg.batch_size))
+
+    def _scene(self, seed: int, index: int) -> Sample:
+        s = self.scenes.make_scene(seed, index, size=self.cfg.image_size)  # type: ignore[union-attr]
+        return (torch.from_numpy(s.image).permute(2, 0, 1).float().div_(255.0),
+                torch.from_numpy(s.semantic.astype(np.int64)))
+
+    def batch(self, epoch: int, step_in_epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        b = self.cfg.batch_size
+        if self.scenes is not None:
+            start = (epoch * self.steps_per_epoch + step_in_epoch) * b
+            items = [self._scene(self.scenes.TRAIN_SEED, start + i) for i in range(b)]
+        else:
+            perm = np.random.default_rng([self.cfg.seed, epoch]).permutation(self.train_indices)
+            items = [self.folder[int(i)] for i in perm[step_in_epoch * b:(step_in_epoch + 1) * b]]  # type: ignore[index]
+        return torch.stack([x for x, _ in items]), torch.stack([m for _, m in items])
+
+    def validation(self) -> Iterator[Sample]:
+        for i in self.val_indices:
+            yield self._scene(self.scenes.VAL_SEED, i) if self.scenes is not None else self.folder[i]  # type: ignore[index]
+
+
+def logits_of(output: Any) -> torch.Tensor:
+    """torchvision segmentation models return {"out": …}; ours returns the tensor."""
+    return output["out"] if isinstance(output, dict) else output
+
+
+def evaluate_segmenter(model: torch.nn.Module, samples: Sequence[Sample] | Iterator[Sample], runtime: Any,
+                       num_classes: int, *, batch_size: int = 16, reporter: Reporter | None = None,
+                       total: int | None = None) -> Any:
+    """Confusion matrix of `model` over (image, mask) samples (mIoU, pixel accuracy)."""
+    from dlcli.tasks.detection_metrics import ConfusionMatrix
+
+    reporter = reporter or NullReporter()
+    cm = ConfusionMatrix(num_classes, ignore_index=IGNORE_INDEX)
+    was_training = model.training
+    model.eval()
+    reporter.start("evaluating", total=total, unit="img")
+    batch: list[Sample] = []
+
+    def flush() -> None:
+        # Same-size images are stacked; mixed sizes run one by one.
+        groups: dict[tuple[int, int], list[Sample]] = {}
+        for x, m in batch:
+            groups.setdefault(tuple(x.shape[-2:]), []).append((x, m))
+        for items in groups.values():
+            with runtime.inference():
+                logits = logits_of(model(runtime.to(torch.stack([x for x, _ in items]))))
+            logits = logits.float()
+            for (_, m), lg in zip(items, logits):
+                if tuple(lg.shape[-2:]) != tuple(m.shape[-2:]):
+                    # Presets that resize (torchvision's): score at the mask's own resolution.
+                    lg = F.interpolate(lg[None], size=tuple(m.shape[-2:]), mode="bilinear", align_corners=False)[0]
+                cm.update(m.numpy(), lg.argmax(0).cpu().numpy())
+        reporter.advance(len(batch))
+        batch.clear()
+
+    try:
+        for sample in samples:
+            batch.append(sample)
+            if len(batch) == batch_size:
+                flush()
+        if batch:
+            flush()
+    finally:
+        reporter.finish()
+        model.train(was_training)
+    return cm
+
+
+@dataclass(frozen=True)
+class TrainSummary:
+    out: Path
+    best: Path
+    epochs: int
+    metrics: dict[str, float]
+    seconds: float
+
+
+def weights_meta(cfg: SegmentTrainConfig, metrics: dict[str, Any], steps: int) -> dict[str, Any]:
+    data = "synthetic scenes (dlcli.data.scenes, train seed 0)" if cfg.data == "scenes" else f"mask folder {cfg.data}"
+    return {
+        "arch": ARCH,
+        "task": "segment",
+        "config": cfg.model_config(),
+        "labels": list(cfg.classes),
+        "preprocess": "tensor01",
+        "preprocess_args": {},
+        "metrics": metrics,
+        "recipe": (f"dl segment train on {data}: {steps} steps x batch {cfg.batch_size}, AdamW lr {cfg.lr} "
+                   f"(warm-up {cfg.warmup_steps}, cosine), weight decay {cfg.weight_decay}, cross-entropy, "
+                   f"seed {cfg.seed}"),
+        "license": LICENSE,
+        "extra": {},
+    }
+
+
+def train_segmenter(cfg: SegmentTrainConfig, out: Path, runtime: Any, *, resume: bool = False,
+                    reporter: Reporter | None = None) -> TrainSummary:
+    """Train (or continue training) the small FCN; returns where the best weights are."""
+    from dlcli.device import seed_everything
+    from dlcli.models.fcn_small import FCNSmall
+    from dlcli.weights.store import save_weights_file
+
+    reporter = reporter or NullReporter()
+    out = prepare_run_dir(out, resume)
+    if resume:
+        saved = json.loads(torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)["config"])
+        cfg = config_from_checkpoint(SegmentTrainConfig, saved, {"epochs": cfg.epochs})
+    for name in ("epochs", "batch_size", "steps_per_epoch", "val_size"):
+        if getattr(cfg, name) < 1:
+            raise InputError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
+    seed_everything(cfg.seed)
+    data = SegData(cfg)
+    cfg.classes = data.classes
+    model = runtime.place(FCNSmall(**cfg.model_config()))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    total_steps = cfg.epochs * data.steps_per_epoch
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total_steps, cfg.warmup_steps))
+    progress = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_miou": -1.0, "seconds": 0.0}
+    if resume:
+        state = load_checkpoint(out / "checkpoint.pt", model=model, optimizer=optimizer, scheduler=scheduler)
+        progress.update(state["progress"])
+        reporter.message(f"resuming {out} at epoch {progress['epoch'] + 1}, step {progress['global_step']}")
+
+    def checkpoint() -> Path:
+        return save_checkpoint(out / "checkpoint.pt", model=model, optimizer=optimizer, scheduler=scheduler,
+                               progress=progress, config=asdict(cfg))
+
+    best_path = out / "best.safetensors"
+    metrics: dict[str, float] = {}
+    started = time.time() - float(progress["seconds"])
+    model.train()
+    try:
+        while progress["epoch"] < cfg.epochs:
+            epoch = int(progress["epoch"])
+            reporter.start(f"epoch {epoch + 1}/{cfg.epochs}", total=data.steps_per_epoch, unit="step")
+            if progress["step_in_epoch"]:
+                reporter.advance(progress["step_in_epoch"])
+            losses: list[float] = []
+            while progress["step_in_epoch"] < data.steps_per_epoch:
+                x, y = data.batch(epoch, int(progress["step_in_epoch"]))
+                x, y = runtime.to(x), runtime.to(y)
+                with runtime.autocast():
+                    logits = model(x)
+                loss = F.cross_entropy(logits.float(), y, ignore_index=IGNORE_INDEX)
+                if not torch.isfinite(loss):
+                    raise DataError(f"training diverged (loss {float(loss)}) at step {progress['global_step']}; "
+                                    "lower --lr")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                losses.append(float(loss.detach()))
+                progress["step_in_epoch"] += 1
+                progress["global_step"] += 1
+                reporter.advance(1, loss=float(np.mean(losses[-20:])))
+            reporter.finish()
+            cm = evaluate_segmenter(model, data.validation(), runtime, len(cfg.classes),
+                                    batch_size=cfg.batch_size, reporter=reporter, total=len(data.val_indices))
+            progress["seconds"] = time.time() - started
+            metrics = {"val_miou": round(cm.mean_iou(), 4), "val_pixel_acc": round(cm.pixel_accuracy(), 4)}
+            row = {"epoch": epoch + 1, "step": progress["global_step"], "loss": round(float(np.mean(losses)), 4),
+                   **metrics, "lr": optimizer.param_groups[0]["lr"], "minutes": round(progress["seconds"] / 60, 1)}
+            reporter.row(row)
+            append_jsonl(out / "metrics.jsonl", row)
+            meta = weights_meta(cfg, {**metrics, "epoch": epoch + 1}, int(progress["global_step"]))
+            save_weights_file(out / "last.safetensors", model.state_dict(), meta)
+            if cm.mean_iou() > progress["best_miou"]:
+                progress["best_miou"] = cm.mean_iou()
+                save_weights_file(best_path, model.state_dict(), meta)
+            progress["epoch"] = epoch + 1
+            progress["step_in_epoch"] = 0
+            checkpoint()
+    except KeyboardInterrupt:
+        reporter.finish()
+        progress["seconds"] = time.time() - started
+        raise Interrupted(checkpoint()) from None
+    return TrainSummary(out, best_path, cfg.epochs, metrics, time.time() - started)
