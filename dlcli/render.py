@@ -266,3 +266,64 @@ def render_dqn_train(report: Any) -> None:
         ("time", f"{report.seconds:.0f} s"),
     ]))
     out.print(f"[dim]play it: dl play-dqn --weights-file {report.best_weights or report.final_weights} --episodes 10[/]")
+
+
+# --- detect, segment (issue 5) ------------------------------------------------------------------
+
+
+def render_detect(report: Any) -> None:
+    from pathlib import Path
+
+    out = stdout()
+    for item in report.images:
+        rows = [(d.label, f"{d.score:.3f}", ", ".join(f"{v:.1f}" for v in d.box)) for d in item.detections]
+        title = f"{item.source} ({item.width}x{item.height}): {len(item.detections)} object(s)"
+        if rows:
+            out.print(table(title, ["label", "score", "box x0, y0, x1, y1"], rows, ["left", "right", "left"]))
+        else:
+            out.print(f"[bold]{title}[/] [dim](nothing above threshold {report.threshold})[/]")
+        for kind, path in item.files.items():
+            if kind == "crops":
+                if path:
+                    out.print(f"[dim]  {len(path)} crop(s) in {Path(path[0]).parent}[/]")
+            else:
+                out.print(f"[dim]  {kind}: {path}[/]")
+    out.print(f"[dim]{report.model} · {report.provenance.device} · {report.provenance.dtype} · "
+              f"{len(report.images)} image(s) in {report.seconds:.2f} s[/]")
+
+
+def render_detect_eval(report: Any) -> None:
+    rows = [(label, v["ap50"], v["ap50_95"]) for label, v in report.per_class.items()]
+    rows.append(("[bold]mean[/]", report.map50, report.map50_95))
+    stdout().print(table(f"{report.model} on {report.data} ({report.ground_truth} objects)",
+                         ["class", "AP@0.5", "AP@0.5:0.95"], rows, ["left", "right", "right"]))
+
+
+def render_segment(report: Any) -> None:
+    out = stdout()
+    for item in report.images:
+        rows = [(c.label, c.pixels, f"{c.share:.1%}") for c in item.classes]
+        out.print(table(f"{item.source} ({item.width}x{item.height})", ["class", "pixels", "share"], rows,
+                        ["left", "right", "right"]))
+        for kind, path in item.files.items():
+            out.print(f"[dim]  {kind}: {path}[/]")
+    out.print(f"[dim]{report.model} · {report.provenance.device} · {report.provenance.dtype} · "
+              f"{len(report.images)} image(s) in {report.seconds:.2f} s[/]")
+
+
+def render_segment_eval(report: Any) -> None:
+    rows = [(label, iou) for label, iou in report.per_class_iou.items()]
+    rows.append(("[bold]mIoU[/]", report.miou))
+    rows.append(("[bold]pixel accuracy[/]", report.pixel_accuracy))
+    stdout().print(table(f"{report.model} on {report.data}", ["class", "IoU"], rows, ["left", "right"]))
+
+
+def render_vision_train(report: Any, usage: str) -> None:
+    rows = [(k, v) for k, v in report.metrics.items()]
+    rows += [("epochs", report.epochs), ("best weights", report.best), ("time", f"{report.seconds:.1f} s")]
+    if report.registered:
+        rows.append(("stored as", report.registered))
+        rows.append(("use it", f"{usage} --model {report.registered}"))
+    else:
+        rows.append(("use it", f"{usage} --weights-file {report.best}"))
+    print_table(f"trained ({report.task}) in {report.out}", ["", ""], rows)

@@ -316,3 +316,108 @@ class DQNTrainReport(ResultMixin):
     seconds: float
     steps_per_second: float
     provenance: Provenance
+
+
+# --- detect, segment (issue 5) ------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Detection(ResultMixin):
+    label: str
+    label_id: int  # index into the weights' labels (COCO category id for torchvision's COCO weights)
+    score: float
+    box: tuple[float, float, float, float]  # xyxy, pixels of the original image
+
+
+@dataclasses.dataclass(frozen=True)
+class DetectItem(ResultMixin):
+    index: int  # position among the expanded inputs
+    source: str
+    width: int
+    height: int
+    detections: tuple[Detection, ...]  # by score, highest first
+    files: dict[str, Any]  # annotated image / crops written on request
+
+
+@dataclasses.dataclass(frozen=True)
+class DetectFailure(ResultMixin):
+    index: int
+    source: str
+    error: str
+
+
+@dataclasses.dataclass(frozen=True)
+class DetectReport(ResultMixin):
+    model: str
+    threshold: float
+    classes: tuple[str, ...] | None  # the --classes filter, if any
+    images: tuple[DetectItem, ...]
+    failures: tuple[DetectFailure, ...]
+    seconds: float
+    provenance: Provenance
+
+
+@dataclasses.dataclass(frozen=True)
+class DetectEvalReport(ResultMixin):
+    model: str
+    data: str
+    images: int
+    ground_truth: int
+    map50: float
+    map50_95: float
+    per_class: dict[str, dict[str, float]]  # label -> {ap50, ap50_95}
+    seconds: float
+    provenance: Provenance
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentClass(ResultMixin):
+    label: str
+    label_id: int
+    pixels: int
+    share: float  # of the image's pixels
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentItem(ResultMixin):
+    index: int
+    source: str
+    width: int
+    height: int
+    classes: tuple[SegmentClass, ...]  # present classes, largest share first
+    files: dict[str, Any]  # mask / color / overlay written on request
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentReport(ResultMixin):
+    model: str
+    images: tuple[SegmentItem, ...]
+    failures: tuple[DetectFailure, ...]
+    seconds: float
+    provenance: Provenance
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentEvalReport(ResultMixin):
+    model: str
+    data: str
+    images: int
+    miou: float
+    pixel_accuracy: float
+    per_class_iou: dict[str, float | None]  # None: class absent from truth and prediction
+    seconds: float
+    provenance: Provenance
+
+
+@dataclasses.dataclass(frozen=True)
+class VisionTrainReport(ResultMixin):
+    """`dl detect train` / `dl segment train`."""
+
+    task: str
+    out: Path
+    best: Path
+    registered: str | None  # the --name the best weights were stored under
+    epochs: int
+    metrics: dict[str, float]
+    seconds: float
+    provenance: Provenance
