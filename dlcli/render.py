@@ -179,9 +179,12 @@ def render_summary(summary: Any) -> None:
              _count(l.macs) if l.macs else "",
              "global" if l.receptive_field is None else f"{l.receptive_field}x{l.receptive_field}")
             for l in summary.layers]
-    out.print(table(f"{summary.model}, input {'x'.join(str(d) for d in summary.input_shape)}",
-                    ["layer", "type", "output", "params", "MACs", "receptive field"], rows,
-                    justify=["left", "left", "right", "right", "right", "right"]))
+    layer_table = table(f"{summary.model}, input {'x'.join(str(d) for d in summary.input_shape)}",
+                        ["layer", "type", "output", "params", "MACs", "receptive field"], rows,
+                        justify=["left", "left", "right", "right", "right", "right"])
+    for column in layer_table.columns:
+        column.overflow = "fold"  # long layer names wrap instead of losing their end to an ellipsis
+    out.print(layer_table)
     out.print(table(None, ["total params", "trainable", "MACs (conv + linear)"],
                     [(f"{summary.total_params:,}", f"{summary.trainable_params:,}", f"{summary.total_macs:,}")]))
     out.print(table("Stacked 3x3 convs vs one big kernel (weights per input/output channel pair)",
@@ -227,6 +230,41 @@ def render_caption_eval(report: Any) -> None:
     if report.examples:
         out.print(table("Examples", ["#", "caption", "reference"],
                         [(e["index"], e["caption"], e["references"][0]) for e in report.examples]))
+
+
+# --- stylize, generate (issue 7) ----------------------------------------------------------------
+
+
+def render_stylize(result: Any) -> None:
+    out = stdout()
+    i, f = result.initial_losses, result.final_losses
+    out.print(table(None, ["loss", "start", "end"], [(k, i.get(k), f.get(k)) for k in ("content", "style", "tv", "total")],
+                    justify=["left", "right", "right"]))
+    for snap in result.snapshots:
+        out.print(f"[dim]snapshot {snap}[/]")
+    out.print(f"wrote {result.output} ({result.width}x{result.height}) · {result.steps} {result.optimizer} steps in "
+              f"{result.seconds['optimize']:.1f} s ({result.seconds['per_step']:.3f} s/step) · "
+              f"[dim]{result.provenance.weights} · {result.provenance.device} · {result.provenance.dtype}[/]")
+
+
+def render_generate(result: Any) -> None:
+    out = stdout()
+    for path in result.files:
+        out.print(f"wrote {path}")
+    what = (f"{result.n} samples" if result.kind == "grid" else
+            f"a walk through {result.interpolate} latent points")
+    out.print(f"[dim]{result.model} · seed {result.seed} · {what} · {result.seconds:.2f} s · "
+              f"{result.provenance.device}[/]")
+
+
+def render_generate_train(result: Any) -> None:
+    out = stdout()
+    if result.history:
+        cols = list(result.history[0])
+        out.print(table("DCGAN training", cols, [[row.get(c) for c in cols] for row in result.history]))
+    out.print(f"wrote {result.weights_file} (sha256 {result.sha256[:12]}…) · {result.epochs} epochs, {result.steps} steps "
+              f"in {result.seconds:.0f} s; samples in {result.out_dir / 'samples'}")
+    out.print(f"[dim]use it: dl generate --weights-file {result.weights_file} --out grid.png[/]")
 
 
 # --- play-dqn (issue 8) -------------------------------------------------------------------------
