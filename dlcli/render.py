@@ -365,3 +365,42 @@ def render_vision_train(report: Any, usage: str) -> None:
     else:
         rows.append(("use it", f"{usage} --weights-file {report.best}"))
     print_table(f"trained ({report.task}) in {report.out}", ["", ""], rows)
+
+
+# --- train-mnist (issue 3) ---------------------------------------------------------------------
+
+
+def _mnist_confusion(confusion: Any, pairs: Any) -> None:
+    out = stdout()
+    out.print(table("Confusion matrix (rows: true digit, columns: predicted)", [""] + [str(d) for d in range(10)],
+                    [(str(i), *row) for i, row in enumerate(confusion)], justify=["right"] * 11))
+    if pairs:
+        out.print(table("Most confused pairs", ["pair", "errors", "one way", "other way"],
+                        [(p["pair"], p["count"], *[f"{k} {v}" for k, v in p.items() if "->" in k]) for p in pairs]))
+
+
+def render_mnist_train(report: Any) -> None:
+    out = stdout()
+    if report.ensemble > 1:
+        out.print(table("Ensemble members", ["seed", "test acc", "errors", "best acc", "best epoch"],
+                        [(m["seed"], f"{m['test_acc']:.4f}", m["test_errors"], f"{m['best_acc']:.4f}", m["best_epoch"])
+                         for m in report.members]))
+    _mnist_confusion(report.confusion, report.confused_pairs)
+    what = f"ensemble of {report.ensemble}" if report.ensemble > 1 else "final"
+    lines = [f"test accuracy ({what}): {report.accuracy:.2%} ({report.errors} errors of {report.n})"]
+    if report.weights:
+        lines.append(f"weights: {report.weights}  (dl classify IMAGE --weights-file {report.weights})")
+    if report.misclassified:
+        lines.append(f"misclassified digits: {report.misclassified}")
+    lines.append(f"time: {report.seconds:.0f} s")
+    for line in lines:
+        out.print(line)
+
+
+def render_mnist_eval(report: Any) -> None:
+    _mnist_confusion(report.confusion, report.confused_pairs)
+    out = stdout()
+    out.print(f"test accuracy: {report.accuracy:.2%} ({report.errors} errors of {report.n}), "
+              f"{report.images_per_s:,.0f} images/s ({report.provenance.dtype} on {report.provenance.device})")
+    if report.misclassified:
+        out.print(f"misclassified digits: {report.misclassified}")

@@ -262,59 +262,57 @@ class CaptionEvalReport(ResultMixin):
     provenance: Provenance
 
 
-# --- play-dqn ------------------------------------------------------------------------------------
+# --- stylize, generate (issue 7) ----------------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
-class DQNEpisode(ResultMixin):
-    episode: int
-    score: float  # raw game score of one full game
-    steps: int  # agent steps (4 frames each)
-    seconds: float
+class StylizeResult(ResultMixin):
+    content: str
+    styles: list[str]
+    style_blend: list[float]
+    output: Path
+    snapshots: list[Path]
+    width: int
+    height: int
+    steps: int
+    evaluations: int  # forward/backward passes (L-BFGS may take more than one per step)
+    optimizer: str
+    init: str
+    weights: dict[str, float]  # content / style / tv loss weights
+    content_layers: list[str]
+    style_layers: list[str]
+    preserve_color: bool
+    initial_losses: dict[str, float]  # weighted terms: content, style, tv, total
+    final_losses: dict[str, float]
+    seconds: dict[str, float]  # load, optimize, per_step
+    provenance: Provenance
 
 
 @dataclasses.dataclass(frozen=True)
-class DQNScores(ResultMixin):
-    policy: str  # the weights name, or "random"
-    episodes: tuple[DQNEpisode, ...]
-    mean: float
-    std: float
-    min: float
-    max: float
-
-
-@dataclasses.dataclass(frozen=True)
-class DQNPlayResult(ResultMixin):
-    """`dl play-dqn`: per-game scores of the agent (and of a random policy with --vs-random)."""
-
-    env: str
-    game: str
-    protocol: str
-    epsilon: float
+class GenerateResult(ResultMixin):
+    model: str
     seed: int
-    agent: DQNScores
-    random: DQNScores | None
-    ratio_vs_random: float | None  # agent mean / random mean (None without --vs-random or if random <= 0)
-    recording: str | None
+    n: int
+    files: list[Path]  # grid PNG, or (with --interpolate) the GIF and the strip PNG
+    kind: str  # "grid" or "interpolation"
+    image_size: int
+    interpolate: int | None
     seconds: float
     provenance: Provenance
 
 
 @dataclasses.dataclass(frozen=True)
-class DQNTrainReport(ResultMixin):
-    """`dl play-dqn train`."""
-
-    env: str
-    out: Path
+class GenerateTrainResult(ResultMixin):
+    data: str
+    out_dir: Path
+    weights_file: Path
+    sha256: str
+    epochs: int
     steps: int
-    episodes: int
-    mean_return_100: float | None  # raw game score, last 100 training games
-    best_eval: float | None
-    final_weights: Path
-    best_weights: Path | None
-    evaluations: tuple[dict[str, Any], ...]
+    history: list[dict[str, Any]]
+    samples: list[Path]
     seconds: float
-    steps_per_second: float
+    resumed_from_step: int | None
     provenance: Provenance
 
 
@@ -420,4 +418,112 @@ class VisionTrainReport(ResultMixin):
     epochs: int
     metrics: dict[str, float]
     seconds: float
+    provenance: Provenance
+
+
+# --- play-dqn ------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class DQNEpisode(ResultMixin):
+    episode: int
+    score: float  # raw game score of one full game
+    steps: int  # agent steps (4 frames each)
+    seconds: float
+
+
+@dataclasses.dataclass(frozen=True)
+class DQNScores(ResultMixin):
+    policy: str  # the weights name, or "random"
+    episodes: tuple[DQNEpisode, ...]
+    mean: float
+    std: float
+    min: float
+    max: float
+
+
+@dataclasses.dataclass(frozen=True)
+class DQNPlayResult(ResultMixin):
+    """`dl play-dqn`: per-game scores of the agent (and of a random policy with --vs-random)."""
+
+    env: str
+    game: str
+    protocol: str
+    epsilon: float
+    seed: int
+    agent: DQNScores
+    random: DQNScores | None
+    ratio_vs_random: float | None  # agent mean / random mean (None without --vs-random or if random <= 0)
+    recording: str | None
+    seconds: float
+    provenance: Provenance
+
+
+@dataclasses.dataclass(frozen=True)
+class DQNTrainReport(ResultMixin):
+    """`dl play-dqn train`."""
+
+    env: str
+    out: Path
+    steps: int
+    episodes: int
+    mean_return_100: float | None  # raw game score, last 100 training games
+    best_eval: float | None
+    final_weights: Path
+    best_weights: Path | None
+    evaluations: tuple[dict[str, Any], ...]
+    seconds: float
+    steps_per_second: float
+    provenance: Provenance
+
+
+# --- train-mnist (issue 3) ---------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class MnistEpoch(ResultMixin):
+    member: int
+    epoch: int
+    loss: float
+    train_acc: float
+    test_acc: float
+    test_errors: int
+    seconds: float
+    images_per_s: float
+    lr: float
+
+
+@dataclasses.dataclass(frozen=True)
+class MnistTrainReport(ResultMixin):
+    """`dl train-mnist`: per-epoch history, final test accuracy (of the ensemble when N > 1)."""
+
+    out: Path | None
+    recipe: str
+    epochs: tuple[MnistEpoch, ...]
+    members: tuple[dict[str, Any], ...]  # seed, test_acc, test_errors, best_acc, best_epoch, weights
+    accuracy: float
+    errors: int
+    n: int
+    ensemble: int
+    confusion: tuple[tuple[int, ...], ...]
+    confused_pairs: tuple[dict[str, Any], ...]
+    misclassified: Path | None
+    weights: Path | None
+    world_size: int
+    seconds: float
+    provenance: Provenance
+
+
+@dataclasses.dataclass(frozen=True)
+class MnistEvalReport(ResultMixin):
+    """`dl train-mnist --evaluate`."""
+
+    accuracy: float
+    errors: int
+    n: int
+    confusion: tuple[tuple[int, ...], ...]
+    confused_pairs: tuple[dict[str, Any], ...]
+    seconds: float
+    images_per_s: float
+    misclassified: Path | None
     provenance: Provenance
