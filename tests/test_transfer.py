@@ -101,7 +101,7 @@ def test_freeze_backbone_trains_only_the_head(tiny, tmp_path: Path) -> None:
     data = make_folder(tmp_path / "data", per_class=4, size=24)
     args = transfer.TransferArgs(data_dir=data, base="tinynet.test", out=tmp_path / "run", epochs=1,
                                  batch_size=4, val_split=0.0, freeze_backbone=True, augment=False)
-    report = transfer.train(args, lambda: Runtime.create("cpu", seed=0))
+    report = transfer.train(args, lambda device: Runtime.create("cpu", seed=0), device="cpu")
     before = loader.load_model("tinynet.test", task="classify").model.state_dict()
     after, meta = store.read_state_dict(Path(report.weights_file))
     assert torch.equal(after["0.weight"], before["0.weight"])  # the conv backbone is untouched
@@ -115,3 +115,37 @@ def test_bad_data_dirs(tiny, tmp_path: Path) -> None:
     assert res.exit_code == 5 and "at least two" in res.stderr
     res = _invoke("classify", "train", str(tmp_path / "nope"), "--from", "tinynet.test", "--out", str(tmp_path / "r"))
     assert res.exit_code == 5
+
+
+@pytest.mark.slow  # two torchrun processes start torch twice: ~25 s of CPU, up to a minute on a busy machine
+def test_ddp_two_cpu_processes(tmp_path: Path, dl_home: Path) -> None:
+    """torchrun with 2 gloo processes: each trains on its shard, rank 0 writes the weights."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    import torch
+    import torchvision.models as tvm
+
+    from dlcli.weights import loader
+
+    if shutil.which("torchrun") is None:
+        pytest.skip("torchrun is not on PATH")
+    torch.manual_seed(0)
+    raw = tmp_path / "sq.pth"
+    torch.save(tvm.squeezenet1_0(weights=None, num_classes=1000).state_dict(), raw)
+    loader.import_weights("squeezenet1_0.rand", raw, preprocess="imagenet",
+                          preprocess_args={"resize": 64, "crop": 64}, labels=[str(i) for i in range(1000)])
+    data = make_folder(tmp_path / "data", per_class=3, size=32)
+    out = tmp_path / "run"
+    env = {**os.environ, "DL_HOME": str(dl_home), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        ["torchrun", "--nproc_per_node", "2", "--master_port", "29517", "-m", "dlcli", "classify", "train",
+         str(data), "--from", "squeezenet1_0.rand", "--out", str(out), "--epochs", "1", "--batch-size", "2",
+         "--val-split", "0", "--no-augment", "--device", "cpu", "--json", "-q"],
+        capture_output=True, text=True, env=env, timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)  # only rank 0 prints
+    assert report["train_images"] == 9 and (out / "best.safetensors").is_file()

@@ -134,19 +134,6 @@ def make_transforms(spec: Any, augment: bool) -> tuple[Callable[[Any], Any], Cal
 # --- the loop ----------------------------------------------------------------------------------------
 
 
-def _distributed() -> Any:
-    """dlcli.training.distributed when running under torchrun (WORLD_SIZE > 1), else None."""
-    import os
-
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return None
-    try:
-        from dlcli.training import distributed
-    except ImportError:
-        raise InputError("this dlcli has no DDP support (dlcli.training.distributed); run without torchrun") from None
-    return distributed
-
-
 def _lr_lambda(total_steps: int, warmup: int) -> Callable[[int], float]:
     def f(step: int) -> float:
         if step < warmup:
@@ -182,9 +169,12 @@ def evaluate(model: Any, loader: Any, runtime: Any) -> tuple[float, float, int]:
     return (total_loss / n if n else float("nan")), (correct / n if n else 0.0), n
 
 
-def train(args: TransferArgs, make_runtime: Callable[[], Any], *, offline: bool = False,
-          reporter: Reporter | None = None) -> Any:
-    """Fine-tune `args.base` on `args.data_dir`; returns a TransferReport (None on ranks other than 0)."""
+def train(args: TransferArgs, make_runtime: Callable[[str | None], Any], *, device: str | None = "auto",
+          offline: bool = False, reporter: Reporter | None = None) -> Any:
+    """Fine-tune `args.base` on `args.data_dir`; returns a TransferReport (None on ranks other than 0).
+
+    `make_runtime(device)` builds the device manager for a --device value; under torchrun each rank
+    asks for its own (cuda:LOCAL_RANK with nccl, the CPU with gloo)."""
     import torch
     import torch.nn as nn
     import torch.nn.functional as F
@@ -194,6 +184,7 @@ def train(args: TransferArgs, make_runtime: Callable[[], Any], *, offline: bool 
     from dlcli.data.imagefolder import ImageListDataset, scan, split
     from dlcli.device import seed_everything
     from dlcli.results import Provenance, TransferReport
+    from dlcli.training import distributed
     from dlcli.training.checkpoint import Interrupted, load_checkpoint, save_checkpoint
     from dlcli.weights import loader, store
 
@@ -202,11 +193,10 @@ def train(args: TransferArgs, make_runtime: Callable[[], Any], *, offline: bool 
         raise InputError("--epochs and --batch-size must be at least 1")
     if args.lr <= 0:
         raise InputError(f"--lr must be positive (got {args.lr})")
-    dist = _distributed()
-    ctx = dist.setup() if dist is not None else None
+    ctx = distributed.setup(device)  # a no-op context without torchrun
     try:
-        runtime = make_runtime() if ctx is None else ctx.runtime(make_runtime)
-        rank0 = ctx is None or ctx.is_main
+        runtime = make_runtime(ctx.device_spec(device))
+        rank0 = ctx.is_main
         if not rank0:
             reporter = NullReporter()
         out = Path(args.out).expanduser()
@@ -216,7 +206,7 @@ def train(args: TransferArgs, make_runtime: Callable[[], Any], *, offline: bool 
         if args.resume and not ckpt_path.exists():
             raise InputError(f"nothing to resume: {ckpt_path} does not exist")
         if runtime.seed is None:
-            seed_everything(args.seed + (ctx.rank if ctx is not None else 0))
+            seed_everything(args.seed + ctx.rank)
 
         index = scan(args.data_dir)
         train_s, val_s = split(index, args.val_split, seed=args.seed)
@@ -238,10 +228,15 @@ def train(args: TransferArgs, make_runtime: Callable[[], Any], *, offline: bool 
         train_tf, eval_tf, mode = make_transforms(spec, args.augment)
         train_ds = ImageListDataset(train_s, train_tf, mode)
         val_ds = ImageListDataset(val_s, eval_tf, mode)
-        sampler = ctx.sampler(train_ds, shuffle=True, seed=args.seed) if ctx is not None else None
-        g = torch.Generator().manual_seed(args.seed)
-        train_dl = DataLoader(train_ds, batch_size=args.batch_size, shuffle=sampler is None, sampler=sampler,
-                              num_workers=args.workers, generator=g, drop_last=False)
+
+        def epoch_loader(epoch: int) -> Any:
+            # The order of an epoch depends on (seed, epoch) only, so a resumed run sees the same
+            # batches; under DDP each rank takes its shard of the same permutation.
+            perm = torch.randperm(len(train_ds), generator=torch.Generator().manual_seed(args.seed * 1000 + epoch))
+            return DataLoader(train_ds, batch_size=args.batch_size, sampler=ctx.shard(perm).tolist(),
+                              num_workers=args.workers)
+
+        steps_per_epoch = len(epoch_loader(0))
         val_dl = DataLoader(val_ds, batch_size=args.batch_size, num_workers=args.workers) if val_s else None
 
         backbone = [p for p in model.parameters() if id(p) not in head_params and p.requires_grad]
@@ -249,11 +244,11 @@ def train(args: TransferArgs, make_runtime: Callable[[], Any], *, offline: bool 
         if backbone:
             groups.append({"params": backbone, "lr": args.lr * 0.1})  # keep the pretrained features close
         optimizer = torch.optim.AdamW(groups, lr=args.lr, weight_decay=args.weight_decay)
-        steps = args.epochs * len(train_dl)
+        steps = args.epochs * steps_per_epoch
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(steps, max(1, min(steps // 10, 100))))
         use_scaler = runtime.device.type == "cuda" and runtime.dtype == torch.float16
         scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
-        ddp_model = ctx.wrap(model) if ctx is not None else model
+        ddp_model = ctx.wrap(model)
 
         history: list[dict[str, Any]] = []
         best_acc, best_epoch, start_epoch = -1.0, 0, 0
@@ -285,8 +280,7 @@ def train(args: TransferArgs, make_runtime: Callable[[], Any], *, offline: bool 
         epoch = start_epoch
         try:
             for epoch in range(start_epoch, args.epochs):
-                if sampler is not None:
-                    sampler.set_epoch(epoch)
+                train_dl = epoch_loader(epoch)
                 # A frozen backbone stays in eval mode (its batch-norm statistics and dropout as at
                 # inference); the head is a single layer, so its mode does not matter.
                 ddp_model.train(not args.freeze_backbone)
@@ -308,8 +302,7 @@ def train(args: TransferArgs, make_runtime: Callable[[], Any], *, offline: bool 
                     correct += int((logits.detach().argmax(1) == y).sum())
                     reporter.advance(1, loss=batch_loss)
                 reporter.finish()
-                if ctx is not None:
-                    seen, loss_sum, correct = ctx.all_reduce_sum(seen, loss_sum, correct)
+                seen, loss_sum, correct = ctx.all_reduce_sum([seen, loss_sum, correct])
                 train_loss, train_acc = loss_sum / max(1, seen), correct / max(1, seen)
                 if val_dl is not None:
                     val_loss, val_acc, _ = evaluate(model, val_dl, runtime)
@@ -352,5 +345,4 @@ def train(args: TransferArgs, make_runtime: Callable[[], Any], *, offline: bool 
             seconds=time.perf_counter() - t0, provenance=Provenance.collect(runtime, spec.name, loaded.sha256),
         )
     finally:
-        if ctx is not None:
-            ctx.close()
+        ctx.close()

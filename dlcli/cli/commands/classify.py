@@ -109,7 +109,12 @@ def register(app: typer.Typer) -> None:
             freeze_backbone=freeze_backbone, augment=augment, weight_decay=weight_decay, workers=workers,
             resume=resume, force=force,
         )
-        report = transfer.train(args, opts.runtime, offline=opts.offline, reporter=opts.reporter())
+        import dataclasses
+
+        def make_runtime(device: Optional[str]) -> object:
+            return dataclasses.replace(opts, device=device or opts.device).runtime()
+
+        report = transfer.train(args, make_runtime, device=opts.device, offline=opts.offline, reporter=opts.reporter())
         if report is None:  # not rank 0 under torchrun
             return
         if opts.json:
