@@ -261,6 +261,15 @@ def test_play_one_episode_with_weights_file_and_record(tmp_path):
 
     with Image.open(gif) as im:
         assert im.format == "GIF" and im.size == (160, 210) and im.n_frames > 5
+    # export: from the run folder's checkpoint, with a measured metric merged in, as a manifest record
+    from dlcli.training.dqn import export_weights
+    from dlcli.weights.store import read_state_dict, sha256_file
+
+    dest = tmp_path / "dqn.test.safetensors"
+    record = export_weights(tmp_path / "run" / "checkpoint.pt", dest, metrics={"eval_mean": 1.5}, name="dqn.test")
+    assert record["sha256"] == sha256_file(dest) and record["file"] == dest.name and record["task"] == "dqn"
+    _, meta = read_state_dict(dest)
+    assert meta["name"] == "dqn.test" and meta["metrics"]["eval_mean"] == 1.5 and meta["config"] == {"n_actions": 4}
     # the recording is not overwritten without --force
     again = runner.invoke(app, ["play-dqn", "--weights-file", str(report.final_weights), "--record", str(gif)])
     assert again.exit_code != 0 and "--force" in again.output

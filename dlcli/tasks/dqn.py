@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from dlcli.progress import NullReporter, Reporter
+from dlcli.tasks.presets import Preset, register_preset
 from dlcli.weights.registry import register_arch
 from dlcli.weights.spec import Arch
 
@@ -35,6 +36,26 @@ register_arch(Arch(
     description="Nature DQN Q-network (Mnih et al. 2015): 4x84x84 grey frames -> Q-value per action",
     default_config={"n_actions": 4},
 ))
+
+
+def _atari_frame(spec: Any, args: dict[str, Any]) -> Callable[[Any], Any]:
+    """One screen -> the (1, 84, 84) uint8 grey frame the Q-network stacks (the env wrappers do
+    this during play; the preset describes it for `dl weights info` and for single images)."""
+    size = int(args.get("screen", 84))
+
+    def transform(image: Any) -> Any:
+        import numpy as np
+        import torch
+        from PIL import Image
+
+        grey = image.convert("L").resize((size, size), Image.BILINEAR)
+        return torch.from_numpy(np.asarray(grey, dtype=np.uint8).copy()).unsqueeze(0)
+
+    return transform
+
+
+register_preset(Preset("atari", _atari_frame, mode="L",
+                       description="Atari screen -> 84x84 grey uint8 frame (4 stacked, frame skip 4 in the env)"))
 
 
 @dataclass

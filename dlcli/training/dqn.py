@@ -334,3 +334,42 @@ def train_dqn(cfg: DQNConfig, out_dir: Path, *, runtime: Any, reporter: Reporter
         provenance=Provenance.collect(runtime, weights_meta(cfg, env_id, n_actions, meanings, {}, "")["name"],
                                       sha256_file(final)),
     )
+
+
+def export_weights(src: Path, dest: Path, *, metrics: dict[str, Any] | None = None, name: str | None = None) -> dict[str, Any]:
+    """Copy the Q-network of a run (a weights file it wrote, or its checkpoint.pt / run folder) to
+    `dest` as a .safetensors file with dlcli metadata, merging in `metrics` (e.g. a measured
+    evaluation). Returns the manifest record for `weights/manifest.json` (file name, sha256, …)."""
+    import torch
+
+    from dlcli.weights.store import read_state_dict, save_weights_file
+
+    src = Path(src)
+    if src.is_dir():
+        src = src / "best.safetensors" if (src / "best.safetensors").is_file() else src / "checkpoint.pt"
+    if not src.is_file():
+        raise InputError(f"no weights or checkpoint at {src}")
+    if src.suffix == ".safetensors":
+        state, meta = read_state_dict(src)
+    else:
+        payload = torch.load(src, map_location="cpu", weights_only=True)
+        state = payload["model"]
+        cfg_saved = json.loads(payload["config"])
+        fields = {f.name for f in dataclasses.fields(DQNConfig)}
+        cfg = DQNConfig(**{k: v for k, v in cfg_saved.items() if k in fields})
+        from dlcli.data.atari import make_env
+
+        env = make_env(cfg_saved["env_id"], training=False)
+        meanings = list(env.unwrapped.get_action_meanings())
+        env.close()
+        prog = json.loads(payload["progress"])
+        meta = weights_meta(cfg, cfg_saved["env_id"], len(meanings), meanings, {"step": prog.get("step")}, _recipe(cfg))
+    meta = dict(meta)
+    meta["metrics"] = {**meta.get("metrics", {}), **(metrics or {})}
+    if name:
+        meta["name"] = name
+    sha = save_weights_file(Path(dest), state, meta)
+    record = {k: meta[k] for k in ("name", "arch", "task", "preprocess", "preprocess_args", "labels", "metrics",
+                                   "recipe", "config", "extra")}
+    record.update(file=Path(dest).name, sha256=sha)
+    return record
