@@ -1,0 +1,150 @@
+"""`dl train-mnist`: train (or evaluate) the book's DeepConvNet on MNIST.
+
+Under `torchrun --nproc_per_node N -m dlcli train-mnist ...` it trains with DDP; only rank 0
+prints and writes files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from dlcli.cli.app import Options, command
+
+
+def register(app: typer.Typer) -> None:
+    @command(app, "train-mnist")
+    def train_mnist(
+        data: Optional[Path] = typer.Option(None, "--data", help="Folder with the four MNIST IDX files (plain or .gz; also torchvision's MNIST/raw layout). Default: $DL_DATA, else download (online)."),
+        epochs: int = typer.Option(20, "--epochs", "-e", help="Passes over the training set (the book: 20)."),
+        batch_size: int = typer.Option(100, "--batch-size", "-b", help="Global batch size (the book: 100)."),
+        lr: float = typer.Option(1e-3, "--lr", help="Adam learning rate (the book: 0.001)."),
+        augment: bool = typer.Option(False, "--augment/--no-augment", help="Random rotation, scale and shift (never flips)."),
+        lr_schedule: str = typer.Option("none", "--lr-schedule", help="none | step | cosine."),
+        ensemble: int = typer.Option(1, "--ensemble", help="Train N nets (seeds SEED..SEED+N-1) and report their averaged-probability ensemble."),
+        gpu: bool = typer.Option(False, "--gpu", help="Train on the GPU (same as --device cuda); fails when there is none."),
+        out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for checkpoints, metrics.jsonl, best/last .safetensors, misclassified.png (default runs/train-mnist; with --evaluate: where to save misclassified.png)."),
+        resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this folder (give the same options)."),
+        limit: Optional[int] = typer.Option(None, "--limit", help="Use only the first N training images (smoke runs)."),
+        workers: int = typer.Option(0, "--workers", help="Processes that prepare batches (0: the training process)."),
+        channels_last: bool = typer.Option(True, "--channels-last/--no-channels-last", help="NHWC memory format (faster on CPUs)."),
+        evaluate: bool = typer.Option(False, "--evaluate", help="Only evaluate weights on the test set (with --weights or --weights-file)."),
+        weights: Optional[str] = typer.Option(None, "--weights", help="With --evaluate: a weights name (default deepconvnet.mnist)."),
+        weights_file: Optional[Path] = typer.Option(None, "--weights-file", help="With --evaluate: a .safetensors file written by train-mnist."),
+        force: bool = typer.Option(False, "--force", help="Start over in an --out folder that already holds a run."),
+        *,
+        opts: Options,
+    ) -> None:
+        """Train the book's deep CNN on MNIST: a progress bar and a table row per epoch, then the
+        test accuracy, confusion matrix, most-confused pairs and misclassified digits.
+
+        The book's recipe is the default (Adam 0.001, batch 100, 20 epochs, 99.38%); the bundled
+        deepconvnet.mnist adds --augment --lr-schedule cosine."""
+        import dataclasses
+        import time
+
+        from dlcli import render
+        from dlcli.errors import InputError
+        from dlcli.results import MnistEpoch, MnistEvalReport, MnistTrainReport, Provenance
+
+        if gpu:
+            if opts.device not in ("auto", "cuda", "gpu") and not opts.device.startswith("cuda"):
+                raise InputError(f"--gpu conflicts with --device {opts.device}")
+            opts = dataclasses.replace(opts, device=opts.device if opts.device.startswith("cuda") else "cuda")
+        if (weights or weights_file) and not evaluate:
+            raise InputError("--weights/--weights-file go with --evaluate (training always starts from scratch or --resume)")
+
+        from dlcli.data.mnist import find_mnist
+        from dlcli.device import Runtime
+        from dlcli.progress import NullReporter
+        from dlcli.training import distributed
+
+        dist = distributed.setup(opts.device)
+        try:
+            rt = Runtime.create(dist.device_spec(opts.device), opts.precision, opts.seed, opts.deterministic)
+            reporter = opts.reporter() if dist.is_main else NullReporter()  # only rank 0 talks
+            for notice in rt.notices:
+                reporter.message(notice)
+            data_dir = find_mnist(data, offline=opts.offline, reporter=reporter)
+
+            if evaluate:
+                from dlcli.training import mnist as trainer
+                from dlcli.weights import loader
+
+                lw = loader.load_model(None if weights_file else (weights or "deepconvnet.mnist"), task="classify",
+                                       file=weights_file, offline=opts.offline, reporter=reporter)
+                if lw.spec.arch != "deepconvnet":
+                    raise InputError(f"{lw.spec.name} is a {lw.spec.arch}, not a deepconvnet; train-mnist evaluates digit models")
+                reporter.message(f"evaluating {lw.spec.name} on the MNIST test set ({rt.device}, {rt.dtype_name})")
+                res = trainer.evaluate(lw.model, data_dir, rt, channels_last=channels_last)
+                png = None
+                if out is not None:
+                    png = _save_misclassified(trainer, data_dir, res["pred"], out / "misclassified.png", force)
+                report = MnistEvalReport(res["accuracy"], res["errors"], res["n"], tuple(map(tuple, res["confusion"])),
+                                         tuple(res["confused_pairs"]), res["seconds"], res["images_per_s"], png,
+                                         Provenance.collect(rt, lw.spec.name, lw.sha256))
+                if opts.json:
+                    render.emit_json(report.to_dict())
+                else:
+                    render.render_mnist_eval(report)
+                return
+
+            from dlcli.training import mnist as trainer
+
+            if resume is not None and out is not None and out != resume:
+                raise InputError("--resume DIR continues the run in DIR; leave out --out")
+            run_dir = resume if resume is not None else (out or Path("runs/train-mnist"))
+            started = (run_dir / "checkpoint.pt").exists() or (run_dir / "member-1" / "checkpoint.pt").exists()
+            if resume is None and started:
+                if not force:
+                    raise InputError(f"{run_dir} already holds a run; continue it with --resume {run_dir}, or pass --force "
+                                     "to start over, or choose another --out")
+            cfg = trainer.MnistTrainConfig(
+                epochs=epochs, batch_size=batch_size, lr=lr, augment=augment, lr_schedule=lr_schedule,
+                seed=opts.seed if opts.seed is not None else 0, limit=limit, ensemble=ensemble,
+                channels_last=channels_last, workers=workers)
+            cfg.check()
+            if batch_size < dist.world_size:
+                raise InputError(f"--batch-size {batch_size} is smaller than the {dist.world_size} processes")
+            reporter.message(f"training DeepConvNet on {rt.device} ({rt.dtype_name}"
+                             + (f", {dist.world_size} processes, {dist.backend}" if dist.active else "")
+                             + f"): {cfg.recipe()}")
+            t0 = time.perf_counter()
+            outcome = trainer.train(cfg, data_dir, rt, out_dir=run_dir, dist=dist, reporter=reporter,
+                                    resume=resume is not None)
+            if not dist.is_main:
+                return
+            epochs_rows = tuple(
+                MnistEpoch(k + 1, e.epoch, e.loss, e.train_acc, e.test_acc, e.test_errors, e.seconds, e.images_per_s, e.lr)
+                for k, m in enumerate(outcome.members) for e in m.epochs)
+            members = tuple(
+                {"seed": m.seed, "test_acc": m.test_acc, "test_errors": m.test_errors, "best_acc": m.best_acc,
+                 "best_epoch": m.best_epoch, "weights": str(m.out_dir / "last.safetensors") if m.out_dir else None}
+                for m in outcome.members)
+            best = outcome.members[0].out_dir / "best.safetensors" if outcome.members[0].out_dir else None
+            report = MnistTrainReport(
+                run_dir, cfg.recipe(), epochs_rows, members, outcome.accuracy, outcome.errors, 10000, ensemble,
+                tuple(map(tuple, outcome.confusion)), tuple(outcome.pairs), outcome.misclassified_png,
+                best if ensemble == 1 else None, dist.world_size, time.perf_counter() - t0,
+                Provenance.collect(rt, None, None))
+            if opts.json:
+                render.emit_json(report.to_dict())
+            else:
+                render.render_mnist_train(report)
+        finally:
+            dist.close()
+
+
+def _save_misclassified(trainer: object, data_dir: Path, pred: object, path: Path, force: bool) -> Optional[Path]:
+    from dlcli.atomic import atomic_output
+    from dlcli.data.mnist import load_mnist
+
+    test_x, test_y = load_mnist(data_dir, "test")
+    grid = trainer.misclassified_grid(test_x, test_y, pred)  # type: ignore[attr-defined]
+    if grid is None:
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_output(path, force) as tmp:
+        grid.save(tmp, format="PNG")
+    return path
