@@ -128,23 +128,11 @@ def profile(model: str, runtime: Any, *, batch_size: int = 1, input_size: int | 
             warmup: int = 3, repeats: int = 10) -> Any:
     """Profile an architecture or weights entry by name, randomly initialised (time does not
     depend on the weights' values)."""
-    from dlcli.tasks.summary import input_shape_for
-    from dlcli.weights import loader
+    from dlcli.tasks.summary import random_model
 
-    spec = registry.lookup(model)
-    if spec is None:
-        arch = registry.get_arch(model)
-        spec = next((s for s in registry.entries() if s.arch == arch.name), None)
-        if spec is None:
-            raise InputError(f"architecture {model!r} has no weights entry to take its input shape from")
-    shape = input_shape_for(spec)
-    if input_size is not None:
-        if input_size < 1:
-            raise InputError(f"--input-size must be positive (got {input_size})")
-        shape = (shape[0], input_size, input_size)
     if batch_size < 1:
         raise InputError(f"--batch-size must be at least 1 (got {batch_size})")
-    net = loader.load_model(spec.name, task=spec.task, random_init=True).model
+    net, shape, spec = random_model(model, input_size=input_size)
     net = runtime.place(net, channels_last=runtime.device.type == "cuda").eval()
     return profile_module(net, runtime, shape, batch_size=batch_size, warmup=warmup, repeats=repeats, name=model,
-                          weights=f"{spec.name} (random init)")
+                          weights=f"{spec.name if spec else model} (random init)")

@@ -132,7 +132,7 @@ def layer_table(model: Any, input_shape: tuple[int, ...], name: str = "model") -
             model(x)
     except RuntimeError as exc:
         raise InputError(f"{name} cannot run an input of shape {tuple(input_shape)}: {str(exc).splitlines()[0]}; "
-                         "try another --input-size") from None
+                         "give its input with --channels and --input-size") from None
     finally:
         for h in handles:
             h.remove()
@@ -193,20 +193,26 @@ def input_shape_for(spec: Any) -> tuple[int, ...]:
     return tuple(int(d) for d in transform(blank).shape)
 
 
-def summarize(model: str, *, input_size: int | None = None, channels: int | None = None) -> Any:
-    """Summarise an architecture or weights entry (by name; built with random weights)."""
+def random_model(model: str, *, input_size: int | None = None,
+                 channels: int | None = None) -> tuple[Any, tuple[int, ...], Any]:
+    """(randomly initialised nn.Module in eval mode, input shape (C, H, W), weights entry or None)
+    for an entry or architecture name. An entry's preprocessing gives the input shape; a bare
+    architecture without entries is fed 3x224x224 unless --channels / --input-size say otherwise."""
     from dlcli.weights import loader
 
     spec = registry.lookup(model)
-    if spec is None:
-        arch = registry.get_arch(model) if model in {a.name for a in registry.archs()} else None
-        if arch is None:
-            registry.get(model)  # raises "unknown weights … did you mean"
-            raise WeightsError(f"unknown model {model!r}")  # pragma: no cover
-        spec = next((s for s in registry.entries() if s.arch == arch.name), None)
+    if spec is None and model in {a.name for a in registry.archs()}:
+        spec = next((s for s in registry.entries() if s.arch == model), None)
         if spec is None:
-            raise WeightsError(f"architecture {model!r} has no weights entry to take its input shape from; "
-                               "name an entry (see `dl weights list`)")
+            arch = registry.get_arch(model)
+            net = arch.build(**arch.default_config)
+            if arch.finalize is not None:
+                net = arch.finalize(net, dict(arch.default_config)) or net
+            shape: tuple[int, ...] = (channels or 3, input_size or 224, input_size or 224)
+            return net.eval(), shape, None
+    if spec is None:
+        registry.get(model)  # raises "unknown weights … did you mean"
+        raise WeightsError(f"unknown model {model!r}")  # pragma: no cover
     shape = input_shape_for(spec)
     if input_size is not None:
         if input_size < 1:
@@ -215,4 +221,10 @@ def summarize(model: str, *, input_size: int | None = None, channels: int | None
     if channels is not None:
         shape = (channels, *shape[1:])
     net = loader.load_model(spec.name, task=spec.task, random_init=True).model
+    return net.eval(), shape, spec
+
+
+def summarize(model: str, *, input_size: int | None = None, channels: int | None = None) -> Any:
+    """Summarise an architecture or weights entry (by name; built with random weights)."""
+    net, shape, _ = random_model(model, input_size=input_size, channels=channels)
     return summarize_module(net, shape, name=model)
