@@ -101,7 +101,7 @@ def _folder_images(folder: Path, size: int, channels: int, limit: int | None) ->
     mode = "L" if channels == 1 else "RGB"
     out = torch.empty((len(files), channels, size, size), dtype=torch.uint8)
     for i, f in enumerate(files):
-        img = ImageOps.fit(load_image(f, mode=mode).image, (size, size), Image.BICUBIC)
+        img = ImageOps.fit(load_image(f, mode=mode), (size, size), Image.BICUBIC)
         t = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
         out[i] = t.reshape(size, size, channels).permute(2, 0, 1)
     return out
@@ -306,12 +306,13 @@ def train_dcgan(cfg: DCGANConfig, out_dir: Path, *, runtime: Any = None, reporte
     start_epoch, step, history, resumed_from = 0, 0, [], None
     cfg_json = json.loads(json.dumps(asdict(cfg), default=str))
     if resume is not None:
-        state = load_checkpoint(Path(resume), model=pair, optimizer=opts)
-        old = state["config"]
+        # Compare the options first: loading a checkpoint of other shapes would fail less clearly.
+        old = asdict(load_run_config(Path(resume)))
         for key in ("data", "latent_dim", "width", "image_size", "channels"):
             if old.get(key) != cfg_json.get(key):
                 raise InputError(f"--resume {resume}: the run used {key}={old.get(key)!r}, this call gives "
                                  f"{cfg_json.get(key)!r}; pass the same options (or none of them)")
+        state = load_checkpoint(Path(resume), model=pair, optimizer=opts)
         prog = state["progress"]
         start_epoch, step, history = prog["epoch"], prog["step"], prog.get("history", [])
         resumed_from = step
@@ -397,3 +398,20 @@ def train_dcgan(cfg: DCGANConfig, out_dir: Path, *, runtime: Any = None, reporte
         tmp.write_text(json.dumps(history, indent=2) + "\n", encoding="utf-8")
     return DCGANRunResult(out_dir, weights_file, sha, epochs_done, step, history, time.perf_counter() - t0,
                           resumed_from)
+
+
+def load_run_config(run_dir: Path) -> DCGANConfig:
+    """The config a run folder's checkpoint was written with (so --resume needs no options)."""
+    import dataclasses
+
+    path = Path(run_dir).expanduser()
+    path = path / "checkpoint.pt" if path.is_dir() else path
+    if not path.is_file():
+        raise InputError(f"no checkpoint at {path}; give the --out folder of the run to resume")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        raw = json.loads(payload["config"])
+    except Exception as exc:
+        raise InputError(f"{path} is not a readable dlcli checkpoint ({str(exc).splitlines()[0]})") from None
+    known = {f.name for f in dataclasses.fields(DCGANConfig)}
+    return DCGANConfig(**{k: v for k, v in raw.items() if k in known})

@@ -1,0 +1,100 @@
+"""DCGAN models and trainer: shapes, one training step, checkpoints and resume (tiny, CPU)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from dlcli.models.dcgan import Discriminator, Generator
+from dlcli.training import dcgan as trainer
+
+SHARED = Path(__file__).parents[1].parent / "shared" / "data"
+
+
+@pytest.mark.parametrize("size,channels", [(28, 1), (32, 1), (32, 3), (64, 3), (64, 1)])
+def test_generator_and_discriminator_shapes(size: int, channels: int) -> None:
+    g = Generator(latent_dim=16, channels=channels, image_size=size, width=8)
+    d = Discriminator(channels=channels, image_size=size, width=8)
+    x = g(torch.randn(3, 16))
+    assert x.shape == (3, channels, size, size)
+    assert float(x.detach().min()) >= -1.0 and float(x.detach().max()) <= 1.0  # tanh output
+    assert d(x).shape == (3,)
+
+
+def test_unknown_size_is_refused() -> None:
+    with pytest.raises(ValueError, match="image_size"):
+        Generator(image_size=48)
+
+
+def test_one_step_changes_both_nets_with_finite_losses() -> None:
+    torch.manual_seed(0)
+    g, d = Generator(16, 1, 28, 8), Discriminator(1, 28, 8)
+    opt_g = torch.optim.Adam(g.parameters(), 2e-4, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(d.parameters(), 2e-4, betas=(0.5, 0.999))
+    before_g = [p.detach().clone() for p in g.parameters()]
+    before_d = [p.detach().clone() for p in d.parameters()]
+    real = torch.rand(8, 1, 28, 28) * 2 - 1
+    m = trainer.train_step(g, d, opt_g, opt_d, real, 16, 0.9)
+    assert all(torch.isfinite(torch.tensor(v)) for v in m.values())
+    assert any(not torch.equal(a, b) for a, b in zip(before_g, g.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(before_d, d.parameters()))
+
+
+def _image_folder(tmp_path: Path, n: int = 12) -> Path:
+    from PIL import Image
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    gen = torch.Generator().manual_seed(0)
+    for i in range(n):
+        arr = (torch.rand(40, 50, 3, generator=gen) * 255).to(torch.uint8).numpy()
+        Image.fromarray(arr).save(folder / f"{i}.png")
+    return folder
+
+
+def test_train_on_folder_writes_weights_that_generate_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DL_HOME", str(tmp_path / "home"))
+    folder = _image_folder(tmp_path)
+    cfg = trainer.DCGANConfig(data=str(folder), epochs=1, batch_size=4, image_size=32, width=8, latent_dim=8,
+                              name="dcgan.test")
+    res = trainer.train_dcgan(cfg, tmp_path / "run")
+    assert res.steps == 3 and res.epochs_done == 1
+    assert (tmp_path / "run" / "samples" / "epoch_001.png").is_file()
+    assert json.loads((tmp_path / "run" / "history.json").read_text())[0]["epoch"] == 1
+
+    from dlcli.device import Runtime
+    from dlcli.tasks.generate import generate
+
+    rt = Runtime.create("cpu")
+    out = tmp_path / "grid.png"
+    r = generate(runtime=rt, weights_file=res.weights_file, n=4, seed=3, out=out)
+    from PIL import Image
+
+    assert r.files == [out] and Image.open(out).size[0] > 32
+
+
+def test_resume_continues_where_it_stopped(tmp_path: Path) -> None:
+    folder = _image_folder(tmp_path, 16)
+    cfg = trainer.DCGANConfig(data=str(folder), epochs=2, batch_size=4, image_size=32, width=8, latent_dim=8,
+                              checkpoint_every=100)
+    first = trainer.train_dcgan(cfg, tmp_path / "run", max_steps=2)
+    assert first.steps == 2
+    again = trainer.load_run_config(tmp_path / "run")
+    assert again.image_size == 32 and again.epochs == 2
+    rest = trainer.train_dcgan(again, tmp_path / "run", resume=tmp_path / "run")
+    assert rest.resumed_from == 2 and rest.steps == 8 and rest.epochs_done == 2
+    # A resumed run must describe the same models.
+    with pytest.raises(Exception, match="width"):
+        trainer.train_dcgan(trainer.DCGANConfig(data=str(folder), width=16, image_size=32, latent_dim=8),
+                            tmp_path / "run",
+                            resume=tmp_path / "run")
+
+
+def test_mnist_data_is_read_when_present() -> None:
+    if not (SHARED / "MNIST" / "raw").is_dir():
+        pytest.skip(reason="../shared/data/MNIST is absent")
+    x = trainer.load_training_images(trainer.DCGANConfig(data_dir=str(SHARED), limit=5, image_size=32))
+    assert x.shape == (5, 1, 32, 32) and x.dtype == torch.uint8 and int(x.max()) > 200
