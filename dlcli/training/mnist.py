@@ -116,6 +116,7 @@ class MemberResult:
     best_epoch: int
     out_dir: Path | None
     probs: torch.Tensor | None = field(default=None, repr=False)
+    model: torch.nn.Module | None = field(default=None, repr=False)
 
     def time_to(self, accuracy: float) -> float | None:
         for e in self.epochs:
@@ -413,7 +414,7 @@ def train_member(
         _write_weights(out_dir / "last.safetensors", model, weights_meta(
             cfg, {"test_accuracy": acc, "test_errors": errors, "epoch": cfg.epochs}, data_hashes or {}, member_seed))
     dist.barrier()
-    return MemberResult(member_seed, history, acc, errors, best["acc"], best["epoch"], out_dir, probs)
+    return MemberResult(member_seed, history, acc, errors, best["acc"], best["epoch"], out_dir, probs, model)
 
 
 def load_data(data_dir: Path) -> dict[str, torch.Tensor]:

@@ -124,7 +124,7 @@ def register(app: typer.Typer) -> None:
                 for m in outcome.members)
             best = outcome.members[0].out_dir / "best.safetensors" if outcome.members[0].out_dir else None
             report = MnistTrainReport(
-                run_dir, cfg.recipe(), epochs_rows, members, outcome.accuracy, outcome.errors, 10000, ensemble,
+                run_dir, cfg.recipe(), epochs_rows, members, outcome.accuracy, outcome.errors, sum(map(sum, outcome.confusion)), ensemble,
                 tuple(map(tuple, outcome.confusion)), tuple(outcome.pairs), outcome.misclassified_png,
                 best if ensemble == 1 else None, dist.world_size, time.perf_counter() - t0,
                 Provenance.collect(rt, None, None))

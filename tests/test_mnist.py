@@ -1,0 +1,336 @@
+"""MNIST: IDX parsing, data discovery, the DeepConvNet, the trainer (loss falls, resume, DDP)
+and `dl train-mnist`. Synthetic IDX files keep these fast; real-data runs are marked slow."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from dlcli.data import mnist as data
+from dlcli.errors import DataError, InputError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def idx_bytes(arr: torch.Tensor, magic: int) -> bytes:
+    header = struct.pack(">I", magic) + b"".join(struct.pack(">I", d) for d in arr.shape)
+    return header + arr.to(torch.uint8).numpy().tobytes()
+
+
+def synthetic_digits(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Learnable fake digits: class k is a bright 6x6 block at one of 10 places, plus noise."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 10, (n,), generator=g)
+    images = torch.randint(0, 40, (n, 28, 28), generator=g).to(torch.uint8)
+    for i, k in enumerate(labels.tolist()):
+        r, c = 3 + (k // 5) * 12, 2 + (k % 5) * 5
+        images[i, r : r + 6, c : c + 6] = 255
+    return images, labels
+
+
+def write_mnist(folder: Path, n_train: int = 200, n_test: int = 100, gz: bool = False) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, n, seed in (("train", n_train, 1), ("t10k", n_test, 2)):
+        images, labels = synthetic_digits(n, seed)
+        for kind, arr, magic in (("images-idx3", images, 0x803), ("labels-idx1", labels, 0x801)):
+            raw = idx_bytes(arr, magic)
+            name = f"{split}-{kind}-ubyte"
+            if gz:
+                (folder / (name + ".gz")).write_bytes(gzip.compress(raw))
+            else:
+                (folder / name).write_bytes(raw)
+    return folder
+
+
+@pytest.fixture
+def fake_mnist(tmp_path: Path) -> Path:
+    return write_mnist(tmp_path / "fake" / "MNIST" / "raw")
+
+
+# --- IDX files ----------------------------------------------------------------------------------
+
+
+def test_idx_roundtrip_plain_gz_and_torchvision_layout(tmp_path: Path) -> None:
+    plain = write_mnist(tmp_path / "plain")
+    gz = write_mnist(tmp_path / "tv" / "MNIST" / "raw", gz=True)
+    x1, y1 = data.load_mnist(plain, "train")
+    x2, y2 = data.load_mnist(tmp_path / "tv", "train")  # found below root/MNIST/raw, gzipped
+    assert x1.dtype == torch.uint8 and x1.shape == (200, 28, 28) and y1.dtype == torch.int64
+    assert torch.equal(x1, x2) and torch.equal(y1, y2)
+    assert torch.equal(y1, synthetic_digits(200, 1)[1])
+    assert data.locate(tmp_path / "tv") == gz
+    xt, _ = data.load_mnist(plain, "test")
+    assert xt.shape == (100, 28, 28)
+
+
+def test_idx_truncated_wrong_magic_and_extra_bytes() -> None:
+    images = torch.zeros(3, 28, 28, dtype=torch.uint8)
+    good = idx_bytes(images, 0x803)
+    assert data.parse_idx(good, expect_magic=0x803).shape == (3, 28, 28)
+    with pytest.raises(DataError, match="truncated"):
+        data.parse_idx(good[:-10], expect_magic=0x803)
+    with pytest.raises(DataError, match="truncated inside its header"):
+        data.parse_idx(good[:10], expect_magic=0x803)
+    with pytest.raises(DataError, match="magic number"):
+        data.parse_idx(good, expect_magic=0x801)
+    with pytest.raises(DataError, match="magic number"):
+        data.parse_idx(b"\x89PNG" + good[4:], expect_magic=0x803)
+    with pytest.raises(DataError, match="beyond"):
+        data.parse_idx(good + b"\0", expect_magic=0x803)
+
+
+def test_label_count_mismatch_is_data_error(tmp_path: Path) -> None:
+    folder = write_mnist(tmp_path / "m")
+    (folder / "t10k-labels-idx1-ubyte").write_bytes(idx_bytes(torch.zeros(7, dtype=torch.uint8), 0x801))
+    with pytest.raises(DataError, match="7 labels for 100 images"):
+        data.load_mnist(folder, "test")
+
+
+def test_find_mnist_data_env_and_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_mnist: Path) -> None:
+    assert data.find_mnist(fake_mnist.parent.parent) == fake_mnist
+    with pytest.raises(DataError, match="does not exist"):
+        data.find_mnist(tmp_path / "nope")
+    with pytest.raises(DataError, match="no MNIST IDX files"):
+        data.find_mnist(tmp_path)
+    monkeypatch.setenv("DL_DATA", str(fake_mnist))
+    assert data.find_mnist(None) == fake_mnist
+    monkeypatch.delenv("DL_DATA")
+    with pytest.raises(DataError, match="--data DIR"):  # no data, no network: say how to get it
+        data.find_mnist(None, offline=True)
+
+
+# --- model and pieces of the trainer ------------------------------------------------------------
+
+
+def test_deepconvnet_shape_params_and_init() -> None:
+    from dlcli.models.deepconvnet import DeepConvNet
+
+    torch.manual_seed(0)
+    m = DeepConvNet()
+    assert sum(p.numel() for p in m.parameters()) == 123_552
+    assert m(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
+    conv4 = m.conv_layers()[3]
+    assert conv4.padding == (2, 2) and conv4.out_channels == 32
+    fc1 = m.linear_layers()[0]
+    assert fc1.in_features == 1024 and float(fc1.bias.detach().abs().sum()) == 0.0
+    assert abs(float(fc1.weight.detach().std()) - (2 / 1024) ** 0.5) < 0.005  # He init
+
+
+def test_augment_is_seeded_and_keeps_ink() -> None:
+    from dlcli.training.mnist import augment, to_float
+
+    x = to_float(synthetic_digits(16, 0)[0])
+    a = augment(x, torch.Generator().manual_seed(3))
+    b = augment(x, torch.Generator().manual_seed(3))
+    c = augment(x, torch.Generator().manual_seed(4))
+    assert a.shape == x.shape and torch.equal(a, b) and not torch.equal(a, c)
+    assert 0.7 < float(a.sum() / x.sum()) < 1.3  # small warps: about the same amount of ink
+
+
+def test_confusion_pairs_and_grid() -> None:
+    from dlcli.training.mnist import confused_pairs, confusion_matrix, misclassified_grid
+
+    target = torch.tensor([1, 1, 7, 7, 0, 6, 3])
+    pred = torch.tensor([7, 1, 1, 1, 6, 6, 3])
+    cm = confusion_matrix(pred, target)
+    assert cm[1][7] == 1 and cm[7][1] == 2 and sum(map(sum, cm)) == 7
+    pairs = confused_pairs(cm)
+    assert pairs[0] == {"pair": "1/7", "count": 3, "1->7": 1, "7->1": 2}
+    assert pairs[1]["pair"] == "0/6"
+    images = torch.zeros(7, 28, 28, dtype=torch.uint8)
+    grid = misclassified_grid(images, target, pred, scale=1)
+    assert grid is not None and grid.size[0] > 4 * 28
+    assert misclassified_grid(images, target, target) is None
+
+
+def _cfg(**kw: object) -> "object":
+    from dlcli.training.mnist import MnistTrainConfig
+
+    base = dict(epochs=2, batch_size=50, lr=2e-3, augment=True, lr_schedule="cosine", seed=5, checkpoint_every=0)
+    base.update(kw)
+    return MnistTrainConfig(**base)  # type: ignore[arg-type]
+
+
+def _data(n_train: int = 300, n_test: int = 100) -> dict[str, torch.Tensor]:
+    tx, ty = synthetic_digits(n_train, 1)
+    vx, vy = synthetic_digits(n_test, 2)
+    return {"train_x": tx, "train_y": ty, "test_x": vx, "test_y": vy}
+
+
+class _StopAt:
+    """A reporter that presses Ctrl-C after `n` training steps."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def start(self, *a: object, **k: object) -> None: ...
+    def finish(self) -> None: ...
+    def message(self, text: str) -> None: ...
+    def row(self, values: object) -> None: ...
+
+    def advance(self, n: float = 1, **metrics: object) -> None:
+        if metrics:
+            self.n -= 1
+            if self.n == 0:
+                raise KeyboardInterrupt
+
+
+def test_resume_after_interrupt_gives_the_same_weights(tmp_path: Path) -> None:
+    from dlcli.device import Runtime
+    from dlcli.training.checkpoint import Interrupted
+    from dlcli.training.mnist import train_member
+
+    rt, d = Runtime.create("cpu", "fp32"), _data()
+    whole = train_member(_cfg(), d, rt, member_seed=5, out_dir=tmp_path / "whole")
+    with pytest.raises(Interrupted):
+        train_member(_cfg(), d, rt, member_seed=5, out_dir=tmp_path / "cut", reporter=_StopAt(8))  # mid epoch 2
+    state = json.loads(torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)["progress"])
+    assert (state["epoch"], state["step"]) == (1, 2)
+    resumed = train_member(_cfg(), d, rt, member_seed=5, out_dir=tmp_path / "cut", resume=True)
+    a, b = whole.model.state_dict(), resumed.model.state_dict()  # type: ignore[union-attr]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [e.test_errors for e in whole.epochs] == [e.test_errors for e in resumed.epochs]
+    lines = (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 2  # one per epoch, nothing repeated by the resume
+    with pytest.raises(InputError, match="different options"):
+        train_member(_cfg(lr=1e-2), d, rt, member_seed=5, out_dir=tmp_path / "cut", resume=True)
+
+
+def test_training_loss_falls_and_files_are_written(tmp_path: Path) -> None:
+    from dlcli.device import Runtime
+    from dlcli.progress import RecordingReporter
+    from dlcli.training.mnist import train_member
+
+    rep = RecordingReporter()
+    res = train_member(_cfg(epochs=3, augment=False, lr_schedule="none"), _data(), Runtime.create("cpu", "fp32"),
+                       member_seed=1, out_dir=tmp_path, reporter=rep)
+    losses = [e.loss for e in res.epochs]
+    assert losses[-1] < losses[0] - 0.3, losses
+    assert res.test_acc > 0.5  # the fake digits are easy
+    assert [r["epoch"] for r in rep.rows] == [1, 2, 3]
+    for name in ("best.safetensors", "last.safetensors", "metrics.jsonl", "checkpoint.pt"):
+        assert (tmp_path / name).is_file(), name
+
+
+# --- DDP ----------------------------------------------------------------------------------------
+
+_DDP_WORKER = """
+import sys, torch
+from pathlib import Path
+sys.path.insert(0, {root!r})
+from tests.test_mnist import _cfg, _data
+from dlcli.device import Runtime
+from dlcli.training import distributed
+from dlcli.training.mnist import train_member
+dist = distributed.setup("cpu")
+torch.set_num_threads(1)
+res = train_member(_cfg(epochs=1, batch_size=40), _data(240, 40), Runtime.create("cpu", "fp32"), member_seed=3,
+                   out_dir=Path({out!r}), dist=dist)
+torch.save(res.model.state_dict(), Path({out!r}) / f"rank{{dist.rank}}.pt")
+print("rank", dist.rank, "world", dist.world_size, "steps", len(res.epochs), "errors", res.test_errors)
+dist.close()
+"""
+
+
+def test_ddp_two_cpu_processes_end_identical(tmp_path: Path) -> None:
+    pytest.importorskip("torch.distributed")
+    if not torch.distributed.is_available():
+        pytest.skip("torch.distributed is not available in this build")
+    out = tmp_path / "ddp"
+    out.mkdir()
+    script = tmp_path / "worker.py"
+    script.write_text(_DDP_WORKER.format(root=str(ROOT), out=str(out)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           str(script)], capture_output=True, text=True, env=env, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "world 2" in proc.stdout
+    r0 = torch.load(out / "rank0.pt", weights_only=True)
+    r1 = torch.load(out / "rank1.pt", weights_only=True)
+    assert all(torch.equal(r0[k], r1[k]) for k in r0)
+    from dlcli.models.deepconvnet import DeepConvNet
+
+    torch.manual_seed(3)
+    init = DeepConvNet().state_dict()
+    assert not torch.equal(init["features.0.weight"], r0["features.0.weight"])  # it did train
+    # Only rank 0 wrote the run's files: one metrics line, not two.
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_shard_pads_and_splits() -> None:
+    from dlcli.training.distributed import Dist
+
+    idx = torch.arange(10)
+    a, b, c = (Dist(rank=r, world_size=3).shard(idx) for r in range(3))
+    assert len(a) == len(b) == len(c) == 4
+    assert sorted(set(torch.cat([a, b, c]).tolist())) == list(range(10))
+    assert torch.equal(Dist().shard(idx), idx)
+
+
+# --- the command --------------------------------------------------------------------------------
+
+
+def _cli(args: list[str]) -> "object":
+    from typer.testing import CliRunner
+
+    from dlcli.cli.app import app
+
+    return CliRunner().invoke(app, args)
+
+
+def test_cli_train_json_then_evaluate_and_refusals(tmp_path: Path, fake_mnist: Path) -> None:
+    out = tmp_path / "run"
+    r = _cli(["train-mnist", "--data", str(fake_mnist), "--epochs", "2", "--batch-size", "50", "--lr", "0.002",
+              "--out", str(out), "--json", "--quiet", "--seed", "2"])
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.stdout)
+    assert len(rep["epochs"]) == 2 and rep["n"] == 100
+    assert rep["accuracy"] == pytest.approx(1 - rep["errors"] / 100)
+    for name in ("best.safetensors", "last.safetensors", "metrics.jsonl", "summary.json"):
+        assert (out / name).is_file()
+    # A second run into the same folder is refused without --force.
+    r2 = _cli(["train-mnist", "--data", str(fake_mnist), "--epochs", "1", "--out", str(out), "--quiet"])
+    assert r2.exit_code == 2 and "--resume" in r2.output
+    # --evaluate reads what training wrote.
+    r3 = _cli(["train-mnist", "--evaluate", "--weights-file", str(out / "last.safetensors"), "--data", str(fake_mnist), "--json"])
+    assert r3.exit_code == 0, r3.output
+    ev = json.loads(r3.stdout)
+    assert ev["n"] == 100 and ev["errors"] == rep["errors"] and set(ev) >= {"accuracy", "errors", "n", "provenance"}
+
+
+def test_cli_gpu_without_gpu_fails(fake_mnist: Path) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    r = _cli(["train-mnist", "--gpu", "--data", str(fake_mnist)])
+    assert r.exit_code == 4 and "not available" in r.output
+
+
+def test_cli_bad_options(fake_mnist: Path, tmp_path: Path) -> None:
+    r = _cli(["train-mnist", "--data", str(fake_mnist), "--lr-schedule", "exp", "--out", str(tmp_path / "x")])
+    assert r.exit_code == 2 and "lr-schedule" in r.output
+    r = _cli(["train-mnist", "--data", str(tmp_path / "missing")])
+    assert r.exit_code == 5 and "does not exist" in r.output
+    r = _cli(["train-mnist", "--resume", str(tmp_path / "empty"), "--data", str(fake_mnist)])
+    assert r.exit_code == 2 and "nothing to resume" in r.output
+
+
+@pytest.mark.slow
+def test_real_mnist_smoke(tmp_path: Path) -> None:
+    from conftest import shared_data
+
+    raw = shared_data("MNIST", "raw")
+    r = _cli(["train-mnist", "--data", str(raw), "--limit", "2000", "--epochs", "1", "--out", str(tmp_path / "r"),
+              "--json", "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["accuracy"] > 0.6
