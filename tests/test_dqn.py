@@ -242,6 +242,17 @@ def test_tiny_training_run_saves_weights_and_resumes(tmp_path):
     assert report2.steps == 200
     assert any("resumed at step 120" in m for m in rep.messages)
 
+    # the CLI resumes with the run's own settings; --steps may grow, other changes are reported
+    from dlcli.training.dqn import resume_config
+
+    cfg, ignored = resume_config(out, _tiny_config(total_steps=400, learning_rate=5e-4))
+    assert cfg.total_steps == 400 and cfg.n_step == 3 and cfg.double and cfg.learning_rate == 1e-4
+    assert ignored == ["learning_rate=0.0005 (the run uses 0.0001)"]
+    result = runner.invoke(app, ["play-dqn", "train", "--resume", "--out", str(out), "--steps", "240",
+                                 "--log-every", "40", "--json", "--quiet", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["steps"] == 240
+
 
 def test_play_one_episode_with_weights_file_and_record(tmp_path):
     from dlcli.device import Runtime

@@ -108,6 +108,28 @@ class DQNConfig:
 _RESUMABLE = {"total_steps", "eval_every", "eval_episodes", "log_every", "checkpoint_every", "checkpoint_buffer", "name"}
 
 
+def resume_config(out_dir: Path, given: DQNConfig) -> tuple[DQNConfig, list[str]]:
+    """The settings to continue the run in `out_dir` with: the run's own, except the options that
+    may change on resumption (steps, evaluation, logging, checkpoints), which come from `given`.
+    Also returns the options of `given` that were set away from their defaults and are overridden
+    by the run's values (the CLI tells the user it ignored them)."""
+    path = Path(out_dir).expanduser() / "config.json"
+    if not path.is_file():
+        raise InputError(f"no run to resume in {Path(out_dir)} (config.json is missing); give the --out folder of the run")
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    defaults = DQNConfig()
+    values, ignored = {}, []
+    for f in dataclasses.fields(DQNConfig):
+        mine = getattr(given, f.name)
+        if f.name in _RESUMABLE or f.name not in saved:
+            values[f.name] = mine
+            continue
+        values[f.name] = saved[f.name]
+        if mine != saved[f.name] and mine != getattr(defaults, f.name):
+            ignored.append(f"{f.name}={mine} (the run uses {saved[f.name]})")
+    return DQNConfig(**values), ignored
+
+
 def weights_meta(cfg: DQNConfig, env_id: str, n_actions: int, meanings: list[str], metrics: dict[str, Any],
                  recipe: str) -> dict[str, Any]:
     """The dlcli metadata of a DQN weights file (what `--weights-file` and the manifest read)."""
@@ -268,6 +290,8 @@ def train_dqn(cfg: DQNConfig, out_dir: Path, *, runtime: Any, reporter: Reporter
     losses: deque[float] = deque(maxlen=100)
     reporter.start(f"DQN on {env_id}", total=cfg.total_steps, unit="steps")
     reporter.advance(step)
+    # The bar moves about once a second (a step on a CPU can take 0.1 s, a log row may be minutes apart).
+    t_bar, s_bar = time.perf_counter(), step
     try:
         while step < cfg.total_steps:
             eps = cfg.epsilon(step)
@@ -306,9 +330,13 @@ def train_dqn(cfg: DQNConfig, out_dir: Path, *, runtime: Any, reporter: Reporter
                 log(row)
                 reporter.row({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()
                               if k not in ("kind", "time")})
-                reporter.advance(cfg.log_every if step % cfg.log_every == 0 else step % cfg.log_every,
-                                 episodes=episodes, ret100=mean100 if mean100 is None else round(mean100, 2),
-                                 sps=round(sps, 1))
+            now = time.perf_counter()
+            if now - t_bar >= 1.0 or step == cfg.total_steps:
+                bar_sps = (step - s_bar) / max(now - t_bar, 1e-9)
+                reporter.advance(step - s_bar, episodes=episodes,
+                                 ret100=round(float(np.mean(returns)), 2) if returns else None,
+                                 eps=round(eps, 3), sps=round(bar_sps, 1))
+                t_bar, s_bar = now, step
             if cfg.eval_every and step % cfg.eval_every == 0:
                 periodic_eval()
             if time.monotonic() - t_ckpt >= cfg.checkpoint_every:

@@ -18,7 +18,7 @@ def register(app: typer.Typer) -> None:
     @command(grp, "run")
     def run(
         env: Optional[str] = typer.Option(None, "--env", "-e", help="Atari game: Breakout, ALE/Breakout-v5, breakout… (default: the game the weights were trained on)."),
-        weights: Optional[str] = typer.Option(None, "--weights", "-m", help="Weights name (default dqn.breakout; see `dl weights list --task dqn`)."),
+        weights: Optional[str] = typer.Option(None, "--weights", "--model", "-m", help="Weights name (default dqn.breakout; see `dl weights list --task dqn`)."),
         weights_file: Optional[Path] = typer.Option(None, "--weights-file", help="A .safetensors file written by `dl play-dqn train`."),
         episodes: int = typer.Option(10, "--episodes", "-n", min=1, help="Full games to play."),
         epsilon: float = typer.Option(0.05, "--epsilon", help="Chance of a random action per step (evaluation protocol: 0.05)."),
@@ -95,6 +95,12 @@ def register(app: typer.Typer) -> None:
         reporter = opts.reporter()
         for notice in rt.notices:
             reporter.message(notice)
+        if resume:
+            from dlcli.training.dqn import resume_config
+
+            cfg, ignored = resume_config(out, cfg)
+            if ignored:
+                reporter.message("continuing with the run's own settings; ignored: " + ", ".join(ignored))
         reporter.message(f"training on {rt.device} ({rt.dtype_name})")
         report = train_dqn(cfg, out, runtime=rt, reporter=reporter, resume=resume)
         if opts.json:
