@@ -1,14 +1,21 @@
 """A small Faster R-CNN (Ren et al. 2015; the book's 8.4): torchvision's FasterRCNN (region proposal
 network + RoIAlign + box head) on a compact convolutional backbone sized for 128x128 scenes.
 
-The backbone has stride 8 and one feature map; anchors cover the object sizes of the scene world
-(about 12 to 48 pixels). Images are not resized (min_size = max_size = `image_size`) because the
-scenes are already small; normalisation to ImageNet-style mean/std happens inside the model.
+Two backbones, both with one stride-8 feature map:
+- "fcn" (default): the encoder of our small FCN (dlcli/models/fcn_small.py), stages 1-4, with the
+  stride-16 stage added back onto stride 8 (a two-level FPN). Its layers have the FCN's names, so a
+  trained FCN's encoder can initialise it (transfer learning: what the FCN learned about the shapes
+  is what the detector needs) and it takes [0, 1] input like the FCN;
+- "conv": a plain conv net trained from scratch (ImageNet-style input normalisation).
+Anchors cover the object sizes of the scene world (about 12 to 50 pixels). Images are resized so
+their short side is `image_size` (a no-op for scenes); boxes come back in original pixels.
 """
 
 from __future__ import annotations
 
+import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
@@ -42,21 +49,62 @@ class SmallBackbone(nn.Sequential):
         self.out_channels = int(out_channels)
 
 
+class FCNBackbone(nn.Module):
+    """FCNSmall's encoder (same parameter names: stage1..stage4) + a two-level FPN to stride 8."""
+
+    def __init__(self, width: int = 16, out_channels: int = 64) -> None:
+        super().__init__()
+        from dlcli.models.fcn_small import FCNSmall
+
+        fcn = FCNSmall(num_classes=2, width=width)
+        self.stage1, self.stage2, self.stage3, self.stage4 = fcn.stage1, fcn.stage2, fcn.stage3, fcn.stage4
+        w = int(width)
+        self.lateral3 = nn.Conv2d(4 * w, out_channels, 1)
+        self.lateral4 = nn.Conv2d(6 * w, out_channels, 1)
+        self.smooth = nn.Conv2d(out_channels, out_channels, 3, padding=1)
+        self.out_channels = int(out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f3 = self.stage3(self.stage2(self.stage1(x)))
+        f4 = self.stage4(f3)
+        p = self.lateral3(f3) + F.interpolate(self.lateral4(f4), size=f3.shape[-2:], mode="nearest")
+        return F.relu(self.smooth(p))
+
+    def load_fcn_encoder(self, state_dict: dict[str, torch.Tensor]) -> int:
+        """Copy stage1..stage4 from an FCNSmall state dict (same width); returns how many tensors."""
+        own = self.state_dict()
+        picked = {k: v for k, v in state_dict.items() if k.split(".", 1)[0] in ("stage1", "stage2", "stage3", "stage4")}
+        bad = [k for k, v in picked.items() if k not in own or own[k].shape != v.shape]
+        if bad or not picked:
+            raise ValueError(f"not an FCNSmall encoder of this width (mismatch at {bad[:3] or 'all keys'})")
+        self.load_state_dict(picked, strict=False)
+        return len(picked)
+
+
 def fasterrcnn_small(
     num_classes: int = 5,
-    width: int = 32,
+    backbone: str = "fcn",
+    width: int = 16,
     out_channels: int = 64,
     representation: int = 256,
     image_size: int = 128,
     anchor_sizes: tuple[int, ...] = (12, 18, 26, 36, 50),
 ) -> FasterRCNN:
     """A randomly initialised small Faster R-CNN (never downloads)."""
-    backbone = SmallBackbone(width, out_channels)
+    if backbone == "fcn":
+        body: nn.Module = FCNBackbone(width, out_channels)
+        # The FCN encoder was trained on [0, 1] pixels: no mean/std normalisation.
+        norm = {"image_mean": [0.0, 0.0, 0.0], "image_std": [1.0, 1.0, 1.0]}
+    elif backbone == "conv":
+        body = SmallBackbone(width, out_channels)
+        norm = {}
+    else:
+        raise ValueError(f"unknown backbone {backbone!r} (fcn or conv)")
     anchors = AnchorGenerator(sizes=(tuple(int(s) for s in anchor_sizes),), aspect_ratios=((0.75, 1.0, 1.33),))
     roi_pool = MultiScaleRoIAlign(featmap_names=["0"], output_size=7, sampling_ratio=1)
     head = TwoMLPHead(out_channels * 7 * 7, int(representation))
     return FasterRCNN(
-        backbone,
+        body,
         num_classes=None,  # given through box_predictor, sized to our head
         min_size=int(image_size),
         max_size=int(image_size),
@@ -72,4 +120,5 @@ def fasterrcnn_small(
         box_batch_size_per_image=64,
         box_detections_per_img=20,
         box_score_thresh=0.01,
+        **norm,
     )

@@ -40,26 +40,31 @@ class DetectTrainConfig:
     """Image folder for a COCO JSON (default: the JSON's folder)."""
     epochs: int = 12
     """Passes; for scenes an epoch is `steps_per_epoch` batches of fresh scenes."""
-    steps_per_epoch: int = 250
+    steps_per_epoch: int = 100
     """Batches per epoch (scenes only; a COCO set's epoch is one pass over its images)."""
     batch_size: int = 8
-    lr: float = 2e-3
+    lr: float = 3e-3
     """Peak AdamW learning rate (linear warm-up, then cosine decay to 1/20 of it)."""
     weight_decay: float = 1e-4
     warmup_steps: int = 100
-    val_size: int = 200
+    val_size: int = 100
     """Held-out scenes (validation seed) scored after every epoch; COCO: the last 10% of images."""
-    width: int = 32
+    backbone: str = "fcn"
+    """'fcn' (our FCN's encoder, can start from a trained FCN) or 'conv' (plain, from scratch)."""
+    width: int = 16
     out_channels: int = 64
     representation: int = 256
     image_size: int = 128
     seed: int = 0
+    init_from: str | None = None
+    """A segment weights name (fcn_small.*) whose encoder initialises the 'fcn' backbone."""
     classes: list[str] = field(default_factory=list)
     """Class names, background first (filled from the data)."""
 
     def model_config(self) -> dict[str, Any]:
         return {
             "num_classes": len(self.classes),
+            "backbone": self.backbone,
             "width": self.width,
             "out_channels": self.out_channels,
             "representation": self.representation,
@@ -271,6 +276,7 @@ class TrainSummary:
 
 def weights_meta(cfg: DetectTrainConfig, metrics: dict[str, Any], steps: int) -> dict[str, Any]:
     data = "synthetic scenes (dlcli.data.scenes, train seed 0)" if cfg.data == "scenes" else f"COCO-format {cfg.data}"
+    start = f"backbone initialised from {cfg.init_from}'s encoder, " if cfg.init_from else ""
     return {
         "arch": ARCH,
         "task": "detect",
@@ -279,11 +285,27 @@ def weights_meta(cfg: DetectTrainConfig, metrics: dict[str, Any], steps: int) ->
         "preprocess": "tensor01",
         "preprocess_args": {},
         "metrics": metrics,
-        "recipe": (f"dl detect train on {data}: {steps} steps x batch {cfg.batch_size}, AdamW lr {cfg.lr} "
+        "recipe": (f"dl detect train on {data}: {start}{steps} steps x batch {cfg.batch_size}, AdamW lr {cfg.lr} "
                    f"(warm-up {cfg.warmup_steps}, cosine), weight decay {cfg.weight_decay}, seed {cfg.seed}"),
         "license": LICENSE,
         "extra": {},
     }
+
+
+def init_backbone(model: torch.nn.Module, name: str) -> int:
+    """Start the 'fcn' backbone from the encoder of trained segment weights `name` (fcn_small.*)."""
+    from dlcli.errors import WeightsError
+    from dlcli.weights import loader
+
+    if not hasattr(model.backbone, "load_fcn_encoder"):
+        raise InputError("--init-from needs the fcn backbone (--backbone fcn)")
+    loaded = loader.load_model(name, task="segment", offline=True)
+    if loaded.spec.arch != "fcn_small":
+        raise InputError(f"--init-from {name}: need fcn_small weights, got {loaded.spec.arch}")
+    try:
+        return model.backbone.load_fcn_encoder(loaded.model.state_dict())
+    except ValueError as exc:
+        raise WeightsError(f"--init-from {name}: {exc}; use the same --width as the FCN") from None
 
 
 def train_detector(cfg: DetectTrainConfig, out: Path, runtime: Any, *, resume: bool = False,
@@ -304,7 +326,12 @@ def train_detector(cfg: DetectTrainConfig, out: Path, runtime: Any, *, resume: b
     seed_everything(cfg.seed)
     data = TrainData(cfg)
     cfg.classes = data.classes
+    if cfg.backbone not in ("fcn", "conv"):
+        raise InputError(f"--backbone must be fcn or conv, got {cfg.backbone!r}")
     model = fasterrcnn_small(**cfg.model_config())
+    if cfg.init_from and not resume:
+        copied = init_backbone(model, cfg.init_from)
+        reporter.message(f"backbone: {copied} tensors from {cfg.init_from}'s encoder")
     model = runtime.place(model)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)

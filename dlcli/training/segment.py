@@ -110,10 +110,10 @@ class MaskFolder:
         img_path, mask_path = self.pairs[i]
         img = load_image(str(img_path)).resize((self.size, self.size), Image.BILINEAR)
         mask = Image.fromarray(self._mask(mask_path).astype(np.uint8)).resize((self.size, self.size), Image.NEAREST)
-        m = torch.from_numpy(np.asarray(mask).astype(np.int64))
-        if int(m[m != IGNORE_INDEX].max(initial=0)) >= len(self.classes):
+        arr = np.asarray(mask).astype(np.int64)
+        if int(arr[arr != IGNORE_INDEX].max(initial=0)) >= len(self.classes):
             raise DataError(f"{mask_path}: class index above the {len(self.classes)} classes of classes.txt")
-        return torch.from_numpy(np.asarray(img, dtype=np.uint8)).permute(2, 0, 1).float().div_(255.0), m
+        return torch.from_numpy(np.asarray(img, dtype=np.uint8)).permute(2, 0, 1).float().div_(255.0), torch.from_numpy(arr)
 
 
 class SegData:

@@ -72,10 +72,12 @@ def register(app: typer.Typer) -> None:
         out: Optional[Path] = typer.Option(None, "--out", "-o", help="New run folder: checkpoint.pt, best.safetensors, last.safetensors, metrics.jsonl."),
         resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this folder from its checkpoint."),
         epochs: int = typer.Option(12, "--epochs", min=1, help="Epochs (a resumed run may be given more)."),
-        steps_per_epoch: int = typer.Option(250, "--steps-per-epoch", min=1, help="Batches per epoch (scenes only)."),
+        steps_per_epoch: int = typer.Option(100, "--steps-per-epoch", min=1, help="Batches per epoch (scenes only)."),
         batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="Images per step."),
-        lr: float = typer.Option(2e-3, "--lr", help="Peak AdamW learning rate (warm-up, then cosine)."),
-        val_size: int = typer.Option(200, "--val-size", min=1, help="Validation scenes scored after each epoch."),
+        lr: float = typer.Option(3e-3, "--lr", help="Peak AdamW learning rate (warm-up, then cosine)."),
+        val_size: int = typer.Option(100, "--val-size", min=1, help="Validation scenes scored after each epoch."),
+        backbone: str = typer.Option("fcn", "--backbone", help="fcn (our FCN's encoder) or conv (plain, from scratch)."),
+        init_from: Optional[str] = typer.Option(None, "--init-from", help="Start the fcn backbone from these segment weights' encoder (e.g. fcn_small.scenes)."),
         name: Optional[str] = typer.Option(None, "--name", help="Also store the best weights as this entry (e.g. fasterrcnn_small.mine)."),
         force: bool = typer.Option(False, "--force", help="Replace an earlier entry of the same --name."),
         *,
@@ -92,7 +94,7 @@ def register(app: typer.Typer) -> None:
             raise InputError("give --out DIR for a new run or --resume DIR to continue one")
         cfg = DetectTrainConfig(data=data, images=str(images) if images else None, epochs=epochs,
                                 steps_per_epoch=steps_per_epoch, batch_size=batch_size, lr=lr, val_size=val_size,
-                                seed=opts.seed if opts.seed is not None else 0)
+                                backbone=backbone, init_from=init_from, seed=opts.seed if opts.seed is not None else 0)
         rt = opts.runtime()
         reporter = opts.reporter()
         for notice in rt.notices:
