@@ -75,7 +75,11 @@ def mnist_style(img: Any, *, invert: str = "auto") -> Any:
     peak = float(a.max())
     if peak < 16:  # less than ~6% contrast: nothing that looks like ink
         raise InputError("found no digit in the image (it is almost uniform); crop it to one digit on a plain background")
-    a = a * (255.0 / peak)
+    # Uneven lighting and paper grain leave a grey haze that MNIST never has: treat what the
+    # border holds (up to a third of the ink's strength) as background too.
+    border_left = np.concatenate([a[0, :], a[-1, :], a[:, 0], a[:, -1]])
+    floor = min(float(np.percentile(border_left, 98)), peak / 3)
+    a = np.clip((a - floor) * (255.0 / (peak - floor)), 0.0, 255.0)
     # Crop to the ink: pixels above a fifth of the peak, so faint paper texture does not count.
     ys, xs = np.nonzero(a > 51)
     a = a[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
