@@ -190,6 +190,8 @@ def train_dqn(cfg: DQNConfig, out_dir: Path, *, runtime: Any, reporter: Reporter
     target = runtime.place(QNetwork(n_actions))
     target.load_state_dict(q.state_dict())
     opt = torch.optim.Adam(q.parameters(), lr=cfg.learning_rate)
+    # fp16 autocast needs loss scaling (small TD errors underflow in fp16 gradients); bf16 and fp32 do not.
+    scaler = torch.amp.GradScaler(runtime.device.type) if runtime.dtype == torch.float16 else None
     buffer = ReplayBuffer(cfg.buffer_size, seed=cfg.seed)
 
     step, episodes, evaluations = 0, 0, []
@@ -198,7 +200,7 @@ def train_dqn(cfg: DQNConfig, out_dir: Path, *, runtime: Any, reporter: Reporter
     refill_until = 0
     run_config = dataclasses.asdict(cfg) | {"env_id": env_id}
     if resume:
-        state = load_checkpoint(ckpt_path, model=q, optimizer=opt)
+        state = load_checkpoint(ckpt_path, model=q, optimizer=opt, scaler=scaler)
         saved = state["config"]
         changed = [k for k in run_config if k not in _RESUMABLE and k in saved and saved[k] != run_config[k]]
         if changed:
@@ -239,7 +241,7 @@ def train_dqn(cfg: DQNConfig, out_dir: Path, *, runtime: Any, reporter: Reporter
             with atomic_target(out_dir / "replay.npz") as tmp:
                 with open(tmp, "wb") as f:
                     np.savez(f, **buffer.state_dict())
-        save_checkpoint(ckpt_path, model=q, optimizer=opt, progress=progress, config=run_config,
+        save_checkpoint(ckpt_path, model=q, optimizer=opt, scaler=scaler, progress=progress, config=run_config,
                         extra_state={"target": target.state_dict()})
 
     def update() -> float:
@@ -262,8 +264,13 @@ def train_dqn(cfg: DQNConfig, out_dir: Path, *, runtime: Any, reporter: Reporter
             q_sa = q(obs).float().gather(1, actions.unsqueeze(1)).squeeze(1)
         loss = F.smooth_l1_loss(q_sa, td_target)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+        else:
+            loss.backward()
+            opt.step()
         return float(loss.detach())
 
     def periodic_eval() -> None:
