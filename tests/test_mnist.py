@@ -334,3 +334,19 @@ def test_real_mnist_smoke(tmp_path: Path) -> None:
               "--json", "--quiet"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["accuracy"] > 0.6
+
+
+def test_cli_ensemble_and_resume_of_a_finished_run(tmp_path: Path, fake_mnist: Path) -> None:
+    out = tmp_path / "ens"
+    args = ["train-mnist", "--data", str(fake_mnist), "--epochs", "1", "--batch-size", "50", "--lr", "0.002",
+            "--ensemble", "2", "--json", "--quiet", "--seed", "4"]
+    r = _cli(args + ["--out", str(out)])
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.stdout)
+    assert [m["seed"] for m in rep["members"]] == [4, 5] and rep["ensemble"] == 2
+    assert (out / "member-1" / "last.safetensors").is_file() and (out / "member-2" / "last.safetensors").is_file()
+    assert (out / "summary.json").is_file()
+    # Resuming a finished run trains nothing more and reports the same ensemble.
+    r2 = _cli(args + ["--resume", str(out)])
+    assert r2.exit_code == 0, r2.output
+    assert json.loads(r2.stdout)["errors"] == rep["errors"]
