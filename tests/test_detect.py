@@ -204,3 +204,18 @@ def test_fcn_backbone_starts_from_a_trained_fcn_encoder() -> None:
         fasterrcnn_small(width=16).backbone.load_fcn_encoder(fcn.state_dict())
     with pytest.raises(ValueError):
         fasterrcnn_small(backbone="resnet")
+
+
+def test_grid_roi_align_matches_torchvision_roi_align() -> None:
+    from torchvision.ops import roi_align
+
+    from dlcli.models.detector_small import GridRoIAlign
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 4, 16, 16)
+    boxes = [torch.tensor([[8.0, 8.0, 72.0, 64.0], [20.0, 30.0, 100.0, 120.0]]), torch.tensor([[0.0, 0.0, 128.0, 128.0]])]
+    for sampling in (1, 2):
+        ours = GridRoIAlign(7, sampling)({"0": x}, boxes, [(128, 128), (128, 128)])
+        ref = roi_align(x, boxes, 7, spatial_scale=1 / 8, sampling_ratio=sampling, aligned=True)
+        assert ours.shape == (3, 4, 7, 7)
+        assert torch.allclose(ours, ref, atol=1e-5)

@@ -53,11 +53,13 @@ class DetectTrainConfig:
     """'fcn' (our FCN's encoder, can start from a trained FCN) or 'conv' (plain, from scratch)."""
     width: int = 16
     out_channels: int = 64
-    representation: int = 256
+    representation: int = 128
     image_size: int = 128
     seed: int = 0
     init_from: str | None = None
     """A segment weights name (fcn_small.*) whose encoder initialises the 'fcn' backbone."""
+    freeze_backbone: bool = False
+    """Train only the FPN, RPN and box head on top of the (initialised) FCN encoder: faster per step."""
     classes: list[str] = field(default_factory=list)
     """Class names, background first (filled from the data)."""
 
@@ -277,6 +279,7 @@ class TrainSummary:
 def weights_meta(cfg: DetectTrainConfig, metrics: dict[str, Any], steps: int) -> dict[str, Any]:
     data = "synthetic scenes (dlcli.data.scenes, train seed 0)" if cfg.data == "scenes" else f"COCO-format {cfg.data}"
     start = f"backbone initialised from {cfg.init_from}'s encoder, " if cfg.init_from else ""
+    start += "encoder frozen, " if cfg.freeze_backbone else ""
     return {
         "arch": ARCH,
         "task": "detect",
@@ -332,6 +335,10 @@ def train_detector(cfg: DetectTrainConfig, out: Path, runtime: Any, *, resume: b
     if cfg.init_from and not resume:
         copied = init_backbone(model, cfg.init_from)
         reporter.message(f"backbone: {copied} tensors from {cfg.init_from}'s encoder")
+    if cfg.freeze_backbone:
+        if not hasattr(model.backbone, "freeze_encoder"):
+            raise InputError("--freeze-backbone needs the fcn backbone (--backbone fcn)")
+        model.backbone.freeze_encoder()
     model = runtime.place(model)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)

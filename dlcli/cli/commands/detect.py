@@ -78,6 +78,7 @@ def register(app: typer.Typer) -> None:
         val_size: int = typer.Option(100, "--val-size", min=1, help="Validation scenes scored after each epoch."),
         backbone: str = typer.Option("fcn", "--backbone", help="fcn (our FCN's encoder) or conv (plain, from scratch)."),
         init_from: Optional[str] = typer.Option(None, "--init-from", help="Start the fcn backbone from these segment weights' encoder (e.g. fcn_small.scenes)."),
+        freeze_backbone: bool = typer.Option(False, "--freeze-backbone", help="Keep the (initialised) FCN encoder fixed; train the rest."),
         name: Optional[str] = typer.Option(None, "--name", help="Also store the best weights as this entry (e.g. fasterrcnn_small.mine)."),
         force: bool = typer.Option(False, "--force", help="Replace an earlier entry of the same --name."),
         *,
@@ -94,7 +95,7 @@ def register(app: typer.Typer) -> None:
             raise InputError("give --out DIR for a new run or --resume DIR to continue one")
         cfg = DetectTrainConfig(data=data, images=str(images) if images else None, epochs=epochs,
                                 steps_per_epoch=steps_per_epoch, batch_size=batch_size, lr=lr, val_size=val_size,
-                                backbone=backbone, init_from=init_from, seed=opts.seed if opts.seed is not None else 0)
+                                backbone=backbone, init_from=init_from, freeze_backbone=freeze_backbone, seed=opts.seed if opts.seed is not None else 0)
         rt = opts.runtime()
         reporter = opts.reporter()
         for notice in rt.notices:
