@@ -350,3 +350,14 @@ def test_cli_ensemble_and_resume_of_a_finished_run(tmp_path: Path, fake_mnist: P
     r2 = _cli(args + ["--resume", str(out)])
     assert r2.exit_code == 0, r2.output
     assert json.loads(r2.stdout)["errors"] == rep["errors"]
+
+
+def test_workers_build_the_same_batches() -> None:
+    from dlcli.training.mnist import EpochBatches, _iterate
+
+    d = _data(120, 10)
+    ds = EpochBatches(d["train_x"], d["train_y"], torch.randperm(120), 50, augment_seed=9)
+    inline = list(_iterate(ds, 1, 0))
+    parallel = list(_iterate(ds, 1, 2))
+    assert len(inline) == len(parallel) == 2 and inline[-1][0].shape[0] == 20
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(inline, parallel))
