@@ -361,3 +361,30 @@ def test_workers_build_the_same_batches() -> None:
     parallel = list(_iterate(ds, 1, 2))
     assert len(inline) == len(parallel) == 2 and inline[-1][0].shape[0] == 20
     assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(inline, parallel))
+
+
+def test_find_mnist_downloads_through_torchvision_when_online(monkeypatch: pytest.MonkeyPatch, dl_home: Path) -> None:
+    import torchvision.datasets
+
+    calls: list[tuple[str, bool]] = []
+
+    class FakeMNIST:  # stands in for the network: writes what torchvision's download would
+        def __init__(self, root: str, train: bool, download: bool) -> None:
+            calls.append((root, train))
+            write_mnist(Path(root) / "MNIST" / "raw")
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", FakeMNIST)
+    monkeypatch.delenv("DL_DATA", raising=False)
+    found = data.find_mnist(None)
+    assert found == dl_home / "data" / "MNIST" / "raw" and len(calls) == 2
+    assert data.find_mnist(None, offline=True) == found  # a later offline run reuses the download
+
+    class Failing:
+        def __init__(self, *a: object, **k: object) -> None:
+            raise OSError("Name or service not known")
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", Failing)
+    from dlcli.errors import NetworkError
+
+    with pytest.raises(NetworkError, match="--data DIR"):
+        data._download(dl_home / "other")
