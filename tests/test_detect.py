@@ -219,3 +219,36 @@ def test_grid_roi_align_matches_torchvision_roi_align() -> None:
         ref = roi_align(x, boxes, 7, spatial_scale=1 / 8, sampling_ratio=sampling, aligned=True)
         assert ours.shape == (3, 4, 7, 7)
         assert torch.allclose(ours, ref, atol=1e-5)
+
+
+def _coco_set(root: Path, n: int = 5) -> Path:
+    """Scenes written as a COCO-format set: images/ + annotations.json (xywh boxes)."""
+    (root / "images").mkdir(parents=True)
+    images, anns = [], []
+    for i in range(n):
+        s = scenes.make_scene(4, i, size=64)
+        Image.fromarray(s.image).save(root / "images" / f"{i}.png")
+        images.append({"id": i + 1, "file_name": f"{i}.png", "width": 64, "height": 64})
+        for box, label in zip(s.boxes.tolist(), s.labels.tolist()):
+            x0, y0, x1, y1 = box
+            anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": 10 + label,
+                         "bbox": [x0, y0, x1 - x0, y1 - y0], "iscrowd": 0})
+    cats = [{"id": 10 + k, "name": name} for k, name in enumerate(scenes.SHAPES, start=1)]
+    path = root / "annotations.json"
+    path.write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}))
+    return path
+
+
+def test_train_and_eval_on_a_coco_format_set(tmp_path: Path) -> None:
+    from dlcli.device import Runtime
+    from dlcli.tasks import detect
+    from dlcli.training.detect import DetectTrainConfig, train_detector
+
+    ann = _coco_set(tmp_path / "coco")
+    cfg = DetectTrainConfig(data=str(ann), images=str(tmp_path / "coco" / "images"), epochs=1, batch_size=2,
+                            width=8, out_channels=16, representation=32, image_size=64)
+    summary = train_detector(cfg, tmp_path / "run", Runtime.create("cpu"))
+    report = detect.evaluate(Runtime.create("cpu"), weights_file=summary.best, data=str(ann))  # finds images/
+    assert report.images == 5 and report.ground_truth == sum(
+        len(scenes.make_scene(4, i, size=64).objects) for i in range(5))
+    assert 0.0 <= report.map50 <= 1.0

@@ -140,6 +140,9 @@ class CocoDetection:
         except (ValueError, KeyError, TypeError) as exc:
             raise DataError(f"{annotations} is not COCO-format JSON (needs images, annotations, categories): {exc}") from None
         self.root = Path(images).expanduser() if images else annotations.parent
+        if images is None and imgs and not (self.root / imgs[0]["file_name"]).is_file() \
+                and (annotations.parent / "images").is_dir():
+            self.root = annotations.parent / "images"  # the common layout: annotations.json beside images/
         if not self.root.is_dir():
             raise InputError(f"--images {self.root}: no such folder")
         self.cat_to_label = {int(c["id"]): i + 1 for i, c in enumerate(cats)}
@@ -163,7 +166,7 @@ class CocoDetection:
         im, anns = self.items[i]
         path = self.root / im["file_name"]
         img = load_image(str(path))
-        x = torch.from_numpy(np.asarray(img, dtype=np.uint8)).permute(2, 0, 1).float().div_(255.0)
+        x = torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1).float().div_(255.0)
         boxes, labels = [], []
         for a in anns:
             bx, by, bw, bh = (float(v) for v in a["bbox"])

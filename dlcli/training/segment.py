@@ -113,7 +113,7 @@ class MaskFolder:
         arr = np.asarray(mask).astype(np.int64)
         if int(arr[arr != IGNORE_INDEX].max(initial=0)) >= len(self.classes):
             raise DataError(f"{mask_path}: class index above the {len(self.classes)} classes of classes.txt")
-        return torch.from_numpy(np.asarray(img, dtype=np.uint8)).permute(2, 0, 1).float().div_(255.0), torch.from_numpy(arr)
+        return torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1).float().div_(255.0), torch.from_numpy(arr)
 
 
 class SegData:
