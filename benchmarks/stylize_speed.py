@@ -5,8 +5,9 @@ how much the style loss falls in N steps.
     python benchmarks/stylize_speed.py --steps 50 --sizes 256 --devices cpu
     python benchmarks/stylize_speed.py --content C.jpg --style S.jpg --model vgg19.imagenet
 
-Images: --content/--style, else ../shared/data/images/{tubingen,starry_night}.jpg when present,
-else the bundled samples/. The first 2 steps of each run are warm-up and are not timed.
+Images: --content/--style, else the bundled samples/chelsea.png and samples/style_hubble.jpg (the
+classic pair: --content ../shared/data/images/tubingen.jpg --style ../shared/data/images/starry_night.jpg).
+The first 2 steps of each run are warm-up and are not timed.
 """
 
 from __future__ import annotations
@@ -18,13 +19,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data" / "images"
 
 
 def default_images() -> tuple[Path, Path]:
-    if (SHARED / "tubingen.jpg").is_file() and (SHARED / "starry_night.jpg").is_file():
-        return SHARED / "tubingen.jpg", SHARED / "starry_night.jpg"
-    return ROOT / "samples" / "chelsea.png", ROOT / "samples" / "coffee.png"
+    return ROOT / "samples" / "chelsea.png", ROOT / "samples" / "style_hubble.jpg"
 
 
 def main(argv: list[str] | None = None) -> int:
