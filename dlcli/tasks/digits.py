@@ -133,6 +133,9 @@ _ALLOWED = {
     ("numpy", "ndarray"), ("numpy", "dtype"),
     ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
     ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    # Protocol-2 pickles store an array's raw bytes as _codecs.encode(latin-1 text): a pure
+    # data transform (torch's weights_only unpickler admits it for the same reason).
+    ("_codecs", "encode"),
 }
 
 
@@ -148,6 +151,10 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
             )
         import numpy as np
 
+        if module == "_codecs":
+            import _codecs
+
+            return _codecs.encode
         if name == "ndarray":
             return np.ndarray
         if name == "dtype":
