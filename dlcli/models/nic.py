@@ -72,6 +72,13 @@ class NIC(nn.Module):
                             dropout=dropout if num_layers > 1 else 0.0)
         self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(hidden_dim, vocab_size)
+        # Forget-gate bias 1 (gate order i, f, g, o): the image enters once, at step -1, and must
+        # survive to the last word; a bias of 0 halves what the cell keeps at every step.
+        for layer in range(num_layers):
+            bias = getattr(self.lstm, f"bias_ih_l{layer}")
+            with torch.no_grad():
+                bias[hidden_dim: 2 * hidden_dim].fill_(1.0)
+                getattr(self.lstm, f"bias_hh_l{layer}")[hidden_dim: 2 * hidden_dim].zero_()
 
     def encoder_parameters(self) -> list[nn.Parameter]:
         return list(self.cnn.parameters())

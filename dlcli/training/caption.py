@@ -341,20 +341,19 @@ def train_caption(cfg: CaptionTrainConfig, runtime: Runtime, *, reporter: Report
     from dlcli.weights.store import save_weights_file
 
     reporter = reporter or NullReporter()
-    out = Path(cfg.out).expanduser()
     if resume is not None:
         ckpt_path = Path(resume).expanduser()
         ckpt_file = ckpt_path / "checkpoint.pt" if ckpt_path.is_dir() else ckpt_path
         if not ckpt_file.is_file():
             raise InputError(f"no checkpoint at {ckpt_file}; give the --out folder of the run to resume")
         saved = json.loads(torch.load(ckpt_file, map_location="cpu", weights_only=True)["config"])
-        diff = {k for k in saved if k not in _RESUMABLE and saved[k] != asdict(cfg).get(k)}
+        diff = sorted(k for k in saved if k not in _RESUMABLE and saved[k] != asdict(cfg).get(k))
         if diff:
-            # Continue the run as it was configured; only the epoch budget may change.
-            kept = {k: saved[k] for k in diff}
-            reporter.message(f"resuming with the run's own settings for: {', '.join(sorted(kept))}")
-            cfg = CaptionTrainConfig(**{**saved, "epochs": cfg.epochs, "out": cfg.out})
-    elif (out / "checkpoint.pt").exists():
+            reporter.message(f"resuming with the run's own settings for: {', '.join(diff)}")
+        # Continue the run as it was configured, in its own folder; only the epoch budget may change.
+        cfg = CaptionTrainConfig(**{**saved, "epochs": cfg.epochs, "out": str(ckpt_file.parent)})
+    out = Path(cfg.out).expanduser()
+    if resume is None and (out / "checkpoint.pt").exists():
         raise InputError(f"{out} already holds a run; continue it with --resume {out} or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
@@ -385,7 +384,7 @@ def train_caption(cfg: CaptionTrainConfig, runtime: Runtime, *, reporter: Report
     progress: dict[str, Any] = {"epoch": 0, "step": 0, "best_bleu4": -1.0, "best_epoch": 0, "best_metrics": {}}
     history: list[EpochRecord] = []
     if resume is not None:
-        state = load_checkpoint(Path(resume).expanduser(), model=model, optimizer=optimizer, scheduler=scheduler)
+        state = load_checkpoint(out / "checkpoint.pt", model=model, optimizer=optimizer, scheduler=scheduler)
         progress.update(state["progress"])
         if state["extra"].get("vocab") and state["extra"]["vocab"] != vocab.to_list():
             raise InputError("the checkpoint's vocabulary differs from this data's; resume with the same data")

@@ -92,7 +92,9 @@ def register(app: typer.Typer) -> None:
                 raise InputError("give either --data scenes or --captions FILE --images DIR, not both")
             data = "coco"
         elif data is None:
-            raise InputError("say what to train on: --data scenes, or --captions FILE.json --images DIR")
+            if resume is None:
+                raise InputError("say what to train on: --data scenes, or --captions FILE.json --images DIR")
+            data = "scenes"  # --resume continues with the data the run was started on
         if "." not in name.strip(".") or not name.startswith("nic."):
             raise InputError(f"--name {name!r} must be nic.TAG (e.g. nic.mine)")
         if freeze_encoder and not encoder_weights and resume is None:
