@@ -184,3 +184,19 @@ def test_train_and_eval_on_an_image_mask_folder(tmp_path: Path) -> None:
     summary = train_segmenter(cfg, tmp_path / "run", Runtime.create("cpu"))
     report = segment.evaluate(Runtime.create("cpu"), weights_file=summary.best, data=str(tmp_path / "data"))
     assert report.images == 3 and 0.0 <= report.miou <= 1.0  # scored at the masks' own 48x48 size
+
+
+def test_bundled_fcn_segments_the_sample_offline() -> None:
+    """`dl segment samples/scene.png --offline` works on a fresh machine with the bundled weights."""
+    from dlcli.weights import registry
+
+    if registry.lookup("fcn_small.scenes") is None:
+        pytest.skip("weights/fcn_small.scenes.safetensors is not bundled in this checkout")
+    sample = Path(__file__).resolve().parents[1] / "samples" / "scene.png"
+    result = runner.invoke(app, ["segment", str(sample), "--offline", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["model"] == "fcn_small.scenes"
+    found = {c["label"] for c in data["images"][0]["classes"]}
+    truth = {o.shape for o in scenes.make_scene(2, 5).objects}  # samples/scene.png (samples/README.md)
+    assert truth <= found
