@@ -236,3 +236,30 @@ def test_caffe_squeezenet_import_classifies_cat_and_espresso(tmp_path: Path) -> 
     assert res.exit_code == 0, res.output
     top1 = [img["predictions"][0]["label"] for img in json.loads(res.stdout)["images"]]
     assert top1 == ["Egyptian cat", "espresso"]
+
+
+def test_digits_go_through_the_pipeline_with_their_preset(tmp_path: Path) -> None:
+    """A deepconvnet weights file (random values) with the "mnist" preset: the image is read in the
+    preset's PIL mode and --show-preprocessed shows the 28x28 grey digit the network saw."""
+    from PIL import ImageDraw
+
+    from dlcli.weights import loader, registry, store
+
+    if "deepconvnet" not in {a.name for a in registry.archs()}:
+        pytest.skip("the deepconvnet architecture (dlcli/tasks/digits.py) is not registered")
+    spec = registry.spec_from_record({"name": "deepconvnet.rand", "arch": "deepconvnet"}, None)
+    f = tmp_path / "dcn.safetensors"
+    store.save_weights_file(f, loader.build(spec).state_dict(), {
+        "arch": "deepconvnet", "task": "classify", "config": {}, "labels": [str(i) for i in range(10)],
+        "preprocess": "mnist", "preprocess_args": {}, "metrics": {}, "recipe": "random, for a test"})
+    img = Image.new("RGB", (120, 160), "white")
+    ImageDraw.Draw(img).line([(40, 30), (80, 30), (50, 140)], fill="black", width=12)  # a dark 7 on white
+    img.save(tmp_path / "seven.png")
+    seen = tmp_path / "seen.png"
+    res = _invoke("classify", str(tmp_path / "seven.png"), "--weights-file", str(f), "--json",
+                  "--show-preprocessed", str(seen))
+    assert res.exit_code == 0, res.output
+    assert len(json.loads(res.stdout)["images"][0]["predictions"]) == 5
+    shown = Image.open(seen)
+    assert shown.size == (28, 28) and shown.mode == "L"
+    assert shown.getpixel((0, 0)) < 30 and max(shown.getdata()) > 200  # inverted: white ink on black
