@@ -76,3 +76,11 @@ def test_bad_arguments_are_input_errors() -> None:
         scenes.make_scene(-1, 0)
     with pytest.raises(InputError):
         scenes.SceneDataset(0)
+
+
+@pytest.mark.parametrize("size", [32, 48, 64, 200])
+def test_other_sizes_always_have_objects_inside_the_image(size: int) -> None:
+    for i in range(30):
+        s = scenes.make_scene(1, i, size=size)
+        assert s.image.shape == (size, size, 3) and len(s.objects) >= 1
+        assert (s.boxes[:, 2] <= size).all() and (s.boxes[:, 3] <= size).all()

@@ -148,6 +148,8 @@ def make_scene(
     xs, ys = np.meshgrid(coords, coords)
     image = _background(rng, size, xs, ys)
 
+    # Visibility floor in pixels, scaled with the image area (40 at 128x128) so small sizes still fit.
+    min_pixels = max(4, round(_MIN_VISIBLE_PIXELS * scale * scale))
     n_wanted = int(rng.integers(min_objects, max_objects + 1))
     owner = np.full((size, size), -1, dtype=np.int64)  # which object is visible at each pixel
     full_masks: list[np.ndarray] = []
@@ -162,14 +164,14 @@ def make_scene(
             cx = rng.uniform(r + 1, size - r - 1)
             cy = rng.uniform(r + 1, size - r - 1)
             mask = _shape_mask(shape, cx, cy, r, xs, ys)
-            if _placement_ok(mask, owner, full_masks, specs, color):
+            if _placement_ok(mask, owner, full_masks, specs, color, min_pixels):
                 break
         else:
             continue  # no room for this one; the scene simply has fewer objects
         owner[mask] = len(full_masks)
         full_masks.append(mask)
         specs.append((shape, color, size_word))
-    if not full_masks:  # cannot happen for size >= 32 (the first object always fits), kept as a guard
+    if not full_masks:  # the first object always fits an empty canvas; kept as a guard
         raise RuntimeError("scene generator placed no object")
 
     objects: list[SceneObject] = []
@@ -208,6 +210,7 @@ def _placement_ok(
     full_masks: list[np.ndarray],
     specs: list[tuple[str, str, str]],
     color: str,
+    min_pixels: int = _MIN_VISIBLE_PIXELS,
 ) -> bool:
     """Accept a new object if every earlier one stays mostly visible and no same-colour overlap.
 
@@ -215,7 +218,7 @@ def _placement_ok(
     instance annotation unlearnable; heavy occlusion would make the caption's size word a lie.
     """
     area = int(mask.sum())
-    if area < _MIN_VISIBLE_PIXELS:
+    if area < min_pixels:
         return False
     for i, full in enumerate(full_masks):
         visible = owner == i
@@ -224,7 +227,7 @@ def _placement_ok(
         if specs[i][1] == color:
             return False
         remaining = int((visible & ~mask).sum())
-        if remaining < _MIN_VISIBLE_FRACTION * int(full.sum()) or remaining < _MIN_VISIBLE_PIXELS:
+        if remaining < _MIN_VISIBLE_FRACTION * int(full.sum()) or remaining < min_pixels:
             return False
     return True
 
