@@ -48,6 +48,8 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=48, help="images per timed run (the samples, repeated)")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--precision-repeats", type=int, default=1,
+                    help="timed passes per precision (bf16 on a CPU without native bf16 is slow)")
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
 
@@ -90,7 +92,7 @@ def main() -> None:
         clfp = classify.Classifier(clf.loaded, rtp)
         classify.classify(paths[: args.batch_size], rtp, classifier=clfp, batch_size=args.batch_size)
         best = min(_timed(lambda: classify.classify(paths, rtp, classifier=clfp, batch_size=args.batch_size))
-                   for _ in range(args.repeats))
+                   for _ in range(args.precision_repeats))
         samples = classify.classify([str(p) for p in SAMPLES], rtp, classifier=clfp, top_k=1)
         results[precision] = (args.images / best, [r.predictions[0] for r in samples.images], rtp.dtype_name)
     for precision, (ips, preds, dtype) in results.items():
