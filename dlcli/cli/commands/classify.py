@@ -107,7 +107,7 @@ def register(app: typer.Typer) -> None:
         args = transfer.TransferArgs(
             data_dir=data_dir, base=base, out=out, epochs=epochs, lr=lr, batch_size=batch_size, val_split=val_split,
             freeze_backbone=freeze_backbone, augment=augment, weight_decay=weight_decay, workers=workers,
-            resume=resume, force=force,
+            resume=resume, force=force, seed=opts.seed if opts.seed is not None else 0,
         )
         import dataclasses
 
