@@ -200,3 +200,22 @@ def test_bundled_fcn_segments_the_sample_offline() -> None:
     found = {c["label"] for c in data["images"][0]["classes"]}
     truth = {o.shape for o in scenes.make_scene(2, 5).objects}  # samples/scene.png (samples/README.md)
     assert truth <= found
+
+
+def test_cli_train_names_the_weights_and_resume_continues(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    args = ["--steps-per-epoch", "1", "-b", "2", "--val-size", "2", "--image-size", "32"]
+    result = runner.invoke(app, ["segment", "train", "--out", str(run), "--epochs", "1", *args,
+                                 "--name", "fcn_small.mine", "--json", "-q"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["registered"] == "fcn_small.mine" and Path(data["best"]).is_file()
+    img = tmp_path / "s.png"
+    Image.fromarray(scenes.make_scene(0, 0, size=64).image).save(img)
+    used = runner.invoke(app, ["segment", str(img), "--model", "fcn_small.mine", "--json", "-q"])
+    assert used.exit_code == 0 and json.loads(used.stdout)["model"] == "fcn_small.mine"
+    again = runner.invoke(app, ["segment", "train", "--out", str(run), *args])
+    assert again.exit_code == 2 and "--resume" in again.output
+    more = runner.invoke(app, ["segment", "train", "--resume", str(run), "--epochs", "2", "-q", "--json"])
+    assert more.exit_code == 0, more.output
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
