@@ -377,9 +377,9 @@ def evaluate(
         described, n = f"scenes seed {scene_seed}, {count} images", count
     else:
         coco = CocoDetection(Path(data), Path(images) if images else None)
-        if det.labels is not None and det.labels[1:len(coco.classes)] != coco.classes[1:] and \
-                not set(coco.classes[1:]) <= set(det.labels):
-            raise WeightsError(f"{det.spec.name}'s classes do not include those of {data}")
+        if det.labels is not None and not set(coco.classes[1:]) <= set(det.labels):
+            missing = sorted(set(coco.classes[1:]) - set(det.labels))
+            raise WeightsError(f"{det.spec.name} has no class {', '.join(missing[:5])} of {data}")
         index = {name: i for i, name in enumerate(det.labels or [])}
 
         def samples() -> Iterator[Any]:
