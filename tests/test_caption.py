@@ -17,6 +17,18 @@ from dlcli.text.search import beam_search, greedy
 from dlcli.text.vocab import Vocab
 
 runner = CliRunner()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models gain nothing from threads, and on a busy shared CPU two OpenMP threads spinning at
+    every barrier make a 0.4 s test take 15 s."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 TINY = dict(backbone="small", cnn_width=4, cnn_grid=2, embed_dim=16, hidden_dim=16)
 
 
