@@ -337,3 +337,31 @@ def test_render_without_display_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     result = runner.invoke(app, ["play-dqn", "--render", "--weights-file", str(tmp_path / "none.safetensors")])
     assert result.exit_code != 0 and "display" in result.output
+
+
+def test_replay_rebuilds_exactly_what_the_agent_saw():
+    """On a real training env (life losses, FIRE resets, frame-stack padding), every stack the
+    buffer rebuilds equals the observation the agent acted on, and next_obs the one that followed."""
+    env = atari.make_env("Breakout", training=True, seed=1)
+    buf = ReplayBuffer(1000, seed=0)
+    rng = np.random.default_rng(1)
+    seen, following = [], []
+    obs, _ = env.reset(seed=1)
+    try:
+        for _ in range(400):
+            action = int(rng.integers(4))
+            nxt, reward, terminated, truncated, _ = env.step(action)
+            buf.add(obs, action, reward, terminated, truncated)
+            seen.append(obs)
+            following.append(None if terminated else nxt)
+            obs = env.reset()[0] if (terminated or truncated) else nxt
+    finally:
+        env.close()
+    assert sum(f is None for f in following) >= 2  # life losses happened
+    idx = np.arange(len(seen) - 1)
+    stacks = buf.frames[buf._stack_indices(idx)]
+    nxt_stacks = buf.frames[buf._stack_indices(idx + 1)]
+    for i in idx:
+        np.testing.assert_array_equal(stacks[i], seen[i])
+        if following[i] is not None:
+            np.testing.assert_array_equal(nxt_stacks[i], following[i])
