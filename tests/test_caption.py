@@ -46,10 +46,32 @@ def test_forward_predicts_one_step_per_input_token() -> None:
     assert logits.shape == (2, 7, 12)
 
 
-@pytest.mark.parametrize("backbone", ["small", "resnet18"])
-def test_encoder_builds(backbone: str) -> None:
-    model = NIC(10, embed_dim=8, hidden_dim=8, backbone=backbone, cnn_width=4).eval()
+def test_resnet_encoder_takes_a_classifiers_backbone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--encoder-weights resnet18.imagenet: the classifier's tensors (minus fc) land in the encoder."""
+    import torchvision
+
+    from dlcli.errors import WeightsError
+    from dlcli.progress import NullReporter
+    from dlcli.training import caption as trainer
+    from dlcli.weights import loader
+
+    model = NIC(10, embed_dim=8, hidden_dim=8, backbone="resnet18").eval()
     assert model.encode(torch.randn(1, 3, 64, 64)).shape == (1, 8)
+    classifier = torchvision.models.resnet18(weights=None)
+    with torch.no_grad():
+        classifier.conv1.weight.fill_(0.125)
+    asked: list[tuple[str, str]] = []
+
+    def fake_load_model(name, *, task, **kw):
+        asked.append((name, task))
+        return loader.LoadedWeights(classifier, None, None, None, None)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(loader, "load_model", fake_load_model)
+    trainer.load_encoder_weights(model, "resnet18.imagenet", True, NullReporter())
+    assert asked == [("resnet18.imagenet", "classify")]
+    assert torch.equal(model.cnn.conv1.weight, classifier.conv1.weight)
+    with pytest.raises(WeightsError, match="does not fit"):
+        trainer.load_encoder_weights(NIC(10, **TINY), "resnet18.imagenet", True, NullReporter())
 
 
 def test_unknown_backbone_is_refused() -> None:
