@@ -252,3 +252,23 @@ def test_train_and_eval_on_a_coco_format_set(tmp_path: Path) -> None:
     assert report.images == 5 and report.ground_truth == sum(
         len(scenes.make_scene(4, i, size=64).objects) for i in range(5))
     assert 0.0 <= report.map50 <= 1.0
+
+
+def test_bundled_detector_finds_the_sample_objects_offline() -> None:
+    """`dl detect samples/scene.png --offline` works on a fresh machine with the bundled weights."""
+    from dlcli.tasks.detection_metrics import box_iou
+    from dlcli.weights import registry
+
+    if registry.lookup("fasterrcnn_small.scenes") is None:
+        pytest.skip("weights/fasterrcnn_small.scenes.safetensors is not bundled in this checkout")
+    sample = Path(__file__).resolve().parents[1] / "samples" / "scene.png"
+    result = runner.invoke(app, ["detect", str(sample), "--offline", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["model"] == "fasterrcnn_small.scenes"
+    truth = scenes.make_scene(2, 5)  # samples/scene.png (samples/README.md)
+    found = data["images"][0]["detections"]
+    for box, label in zip(truth.boxes, truth.labels):
+        hits = [d for d in found if d["label_id"] == int(label)
+                and box_iou(box[None], [d["box"]])[0, 0] >= 0.5]
+        assert hits, f"missed the {scenes.CLASS_NAMES[int(label)]} at {box.tolist()}"
