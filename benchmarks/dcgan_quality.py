@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default=None, help="generator weights name (default: dcgan.mnist)")
     ap.add_argument("--weights-file", default=None, help="a generator .safetensors from `dl generate train`")
     ap.add_argument("--classifier", default="deepconvnet.mnist")
+    ap.add_argument("--classifier-file", default=None, help="a deepconvnet .safetensors instead of --classifier")
     ap.add_argument("--data", default=None, help="MNIST IDX folder (default $DL_DATA / the dlcli cache)")
     ap.add_argument("--n", type=int, default=10000)
     ap.add_argument("--seed", type=int, default=0)
@@ -92,7 +93,12 @@ def main(argv: list[str] | None = None) -> int:
     from dlcli.weights import loader
 
     try:
-        clf = loader.load_model(args.classifier, task="classify", offline=True).model.eval()
+        if args.classifier_file:
+            clf_w = loader.load_model(task="classify", file=args.classifier_file, offline=True)
+            args.classifier = f"{clf_w.spec.name} ({args.classifier_file}, sha256 {clf_w.sha256[:12]})"
+        else:
+            clf_w = loader.load_model(args.classifier, task="classify", offline=True)
+        clf = clf_w.model.eval()
     except DLError as exc:
         print(f"not measured: classifier {args.classifier} is not available ({exc})", file=sys.stderr)
         return 2

@@ -99,3 +99,18 @@ def test_train_command_on_a_folder_and_resume(tmp_path: Path, monkeypatch: pytes
     assert r.exit_code == 0, r.output
     data = json.loads(r.stdout)
     assert data["steps"] == 4 and data["resumed_from_step"] == 2 and data["epochs"] == 2
+
+
+def test_bundled_dcgan_mnist_is_the_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dlcli.weights import registry, store
+
+    monkeypatch.setenv("DL_HOME", str(tmp_path / "home"))
+    spec = registry.lookup("dcgan.mnist")
+    if spec is None or not store.is_present(spec):
+        pytest.skip(reason="weights/dcgan.mnist.safetensors is not bundled in this checkout")
+    r = runner.invoke(app, ["generate", "--n", "4", "--out", str(tmp_path / "g.png"), "--json", "--offline",
+                            "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout)
+    assert data["model"] == "dcgan.mnist" and data["provenance"]["weights_sha256"] == spec.source.sha256
+    assert Image.open(tmp_path / "g.png").size == (2 * 56 + 3 * 2,) * 2
