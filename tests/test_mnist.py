@@ -388,3 +388,15 @@ def test_find_mnist_downloads_through_torchvision_when_online(monkeypatch: pytes
 
     with pytest.raises(NetworkError, match="--data DIR"):
         data._download(dl_home / "other")
+
+
+def test_interrupted_ensemble_says_to_resume_the_top_folder(tmp_path: Path, fake_mnist: Path) -> None:
+    from dlcli.device import Runtime
+    from dlcli.training.checkpoint import Interrupted
+    from dlcli.training.mnist import train
+
+    with pytest.raises(Interrupted) as info:
+        train(_cfg(epochs=1, ensemble=2), fake_mnist, Runtime.create("cpu", "fp32"), out_dir=tmp_path / "e",
+              reporter=_StopAt(2))  # type: ignore[arg-type]
+    assert info.value.message.endswith(f"--resume {tmp_path / 'e'}")
+    assert (tmp_path / "e" / "member-1" / "checkpoint.pt").is_file()

@@ -460,8 +460,15 @@ def train(
         if resume and sub is not None and not member_resume and k == 0:
             raise InputError(f"nothing to resume in {out_dir}: no checkpoint.pt there")
         label = f"net {k + 1}/{cfg.ensemble}: " if cfg.ensemble > 1 else ""
-        members.append(train_member(cfg, data, runtime, member_seed=cfg.seed + k, out_dir=sub, dist=dist,
-                                    reporter=reporter, resume=member_resume, data_hashes=hashes, label=label))
+        try:
+            members.append(train_member(cfg, data, runtime, member_seed=cfg.seed + k, out_dir=sub, dist=dist,
+                                        reporter=reporter, resume=member_resume, data_hashes=hashes, label=label))
+        except Interrupted as exc:
+            if out_dir is None or cfg.ensemble == 1:
+                raise
+            # The run is resumed from its top folder (finished members are kept, this one continues).
+            exc.message = f"interrupted; checkpoint saved to {exc.checkpoint}; continue with --resume {out_dir}"
+            raise
     probs = torch.stack([m.probs for m in members]).mean(0)  # type: ignore[misc]
     pred = probs.argmax(1)
     errors = int((pred != data["test_y"]).sum())
