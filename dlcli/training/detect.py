@@ -38,7 +38,7 @@ class DetectTrainConfig:
     """'scenes' (the synthetic world) or a COCO-format annotations JSON file."""
     images: str | None = None
     """Image folder for a COCO JSON (default: the JSON's folder)."""
-    epochs: int = 12
+    epochs: int = 8
     """Passes; for scenes an epoch is `steps_per_epoch` batches of fresh scenes."""
     steps_per_epoch: int = 100
     """Batches per epoch (scenes only; a COCO set's epoch is one pass over its images)."""

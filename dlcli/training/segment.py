@@ -39,14 +39,14 @@ class SegmentTrainConfig:
     data: str = "scenes"
     """'scenes' (the synthetic world) or a folder with images/ and masks/."""
     epochs: int = 10
-    steps_per_epoch: int = 200
+    steps_per_epoch: int = 100
     """Batches per epoch (scenes only; a folder's epoch is one pass over its images)."""
-    batch_size: int = 16
-    lr: float = 3e-3
+    batch_size: int = 8
+    lr: float = 4e-3
     """Peak AdamW learning rate (linear warm-up, then cosine decay)."""
     weight_decay: float = 1e-4
     warmup_steps: int = 100
-    val_size: int = 200
+    val_size: int = 100
     """Held-out scenes (validation seed) scored after every epoch; folders: the last 10% of images."""
     width: int = 16
     image_size: int = 128

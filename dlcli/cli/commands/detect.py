@@ -71,7 +71,7 @@ def register(app: typer.Typer) -> None:
         images: Optional[Path] = typer.Option(None, "--images", help="Image folder of a COCO JSON (default: the JSON's folder)."),
         out: Optional[Path] = typer.Option(None, "--out", "-o", help="New run folder: checkpoint.pt, best.safetensors, last.safetensors, metrics.jsonl."),
         resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this folder from its checkpoint."),
-        epochs: int = typer.Option(12, "--epochs", min=1, help="Epochs (a resumed run may be given more)."),
+        epochs: int = typer.Option(8, "--epochs", min=1, help="Epochs (a resumed run may be given more)."),
         steps_per_epoch: int = typer.Option(100, "--steps-per-epoch", min=1, help="Batches per epoch (scenes only)."),
         batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="Images per step."),
         lr: float = typer.Option(3e-3, "--lr", help="Peak AdamW learning rate (warm-up, then cosine)."),
