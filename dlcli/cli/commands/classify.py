@@ -48,16 +48,27 @@ def register(app: typer.Typer) -> None:
         clf = task.load_classifier(rt, model=model, weights_file=weights_file, offline=opts.offline, reporter=reporter)
         reporter.message(f"{clf.spec.name} on {rt.device} ({rt.dtype_name})")
 
+        # Lines stream in input order: a failure is found while reading, before the batch holding
+        # the images ahead of it has run, so each line waits until all earlier ones are out.
+        pending: dict[int, dict] = {}
+        next_index = [0]
+
+        def emit_in_order(index: int, line: dict) -> None:
+            pending[index] = line
+            while next_index[0] in pending:
+                render.emit_jsonl(pending.pop(next_index[0]))
+                next_index[0] += 1
+
         def on_result(result: object) -> None:
             if jsonl:
-                render.emit_jsonl({"model": clf.spec.name, **result.to_dict()})  # type: ignore[attr-defined]
+                emit_in_order(result.index, {"model": clf.spec.name, **result.to_dict()})  # type: ignore[attr-defined]
             elif not opts.json:
                 render.render_classify_result(result)
 
         def on_failure(failure: object) -> None:
             report_error(failure.error)  # type: ignore[attr-defined]
             if jsonl:
-                render.emit_jsonl(failure.to_dict())  # type: ignore[attr-defined]
+                emit_in_order(failure.index, failure.to_dict())  # type: ignore[attr-defined]
 
         seen: list = [] if show_preprocessed is not None else None  # type: ignore[assignment]
         report = task.classify(images, rt, classifier=clf, top_k=top_k, batch_size=batch_size, strict=strict,
