@@ -68,3 +68,31 @@ def test_text_table_shows_the_3x3_comparison() -> None:
     res = CliRunner().invoke(app, ["summary", "resnet18", "--input-size", "64"])
     assert res.exit_code == 0, res.output
     assert "5x5" in res.stdout and "49" in res.stdout and "layer4.1.co" in res.stdout
+
+
+def test_conv_subclass_with_a_padding_child_counts_as_one_conv() -> None:
+    """EfficientNet-Lite's Conv2dStaticSamePadding: a Conv2d holding a ZeroPad2d child."""
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    from dlcli.tasks.summary import summarize_module
+
+    class PaddedConv(nn.Conv2d):
+        def __init__(self) -> None:
+            super().__init__(2, 3, 3)
+            self.pad = nn.ZeroPad2d(1)
+
+        def forward(self, x):
+            return F.conv2d(self.pad(x), self.weight, self.bias)
+
+    s = summarize_module(nn.Sequential(PaddedConv(), nn.ReLU()), (2, 8, 8))
+    assert [l.type for l in s.layers] == ["PaddedConv", "ReLU"]
+    assert s.layers[0].macs == 3 * 8 * 8 * 2 * 9 and s.layers[0].receptive_field == 3
+
+
+def test_squeeze_excitation_gates_do_not_inflate_the_receptive_field() -> None:
+    from dlcli.tasks.summary import summarize
+
+    s = summarize("mobilenet_v3_large", input_size=64)
+    fields = [l.receptive_field for l in s.layers if l.receptive_field is not None]
+    assert max(fields) < 1000  # a global-pool gate multiplied back in must not compound

@@ -53,7 +53,9 @@ def profile_module(model: Any, runtime: Any, input_shape: tuple[int, ...], *, ba
     if warmup < 0 or repeats < 1:
         raise InputError(f"--warmup must be >= 0 and --repeats >= 1 (got {warmup}, {repeats})")
     x = runtime.to(torch.randn((batch_size, *input_shape)), channels_last=runtime.device.type == "cuda")
-    leaves = [m for n, m in model.named_modules() if n and not any(True for _ in m.children())]
+    from dlcli.tasks.summary import layer_modules
+
+    leaves = [m for _, m in layer_modules(model)]
     # One leaf module object may be called several times per pass (torchvision's ResNet reuses its
     # ReLU): time each call.
     spent: dict[str, float] = defaultdict(float)

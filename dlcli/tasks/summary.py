@@ -7,8 +7,9 @@ Receptive fields follow tensors through the network: every leaf module's output 
 (rf, jump) computed from its input's tag, rf_out = rf_in + (k - 1) * dilation * jump_in and
 jump_out = jump_in * stride (the standard recurrence). Tags are keyed by the tensor's storage, so
 in-place ops (ResNet's `out += identity; relu_`) keep them; a tensor made by a functional op
-(torch.cat, x + y) is unknown and takes the largest field seen so far, which is exact for
-branches that merge at equal jump (Inception, ResNet).
+(torch.cat, x + y, squeeze-excitation's x * scale) is unknown and takes the largest field seen so
+far among tensors of its spatial size, which is exact for branches that merge at equal jump
+(Inception, ResNet) and ignores the global context of squeeze-excitation gates, as is customary.
 """
 
 from __future__ import annotations
@@ -41,8 +42,33 @@ def macs_of(module: Any, inputs: tuple[Any, ...], output: Any) -> int:
     return 0
 
 
-def _leaf_modules(model: Any) -> list[tuple[str, Any]]:
-    return [(name, m) for name, m in model.named_modules() if name and not any(True for _ in m.children())]
+def _is_primitive(module: Any) -> bool:
+    """A layer counted as one, even when it has children: third-party subclasses of the torch
+    layers (EfficientNet-Lite's Conv2dStaticSamePadding holds its padding as a child module)."""
+    import torch.nn as nn
+
+    return isinstance(module, (nn.modules.conv._ConvNd, nn.Linear, nn.modules.batchnorm._NormBase,
+                               nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd))
+
+
+def layer_modules(model: Any) -> list[tuple[str, Any]]:
+    """The modules that are layers, in registration order: leaves, and torch layer subclasses
+    whose own children (padding helpers) are then skipped."""
+    out: list[tuple[str, Any]] = []
+
+    def walk(prefix: str, module: Any) -> None:
+        for name, child in module.named_children():
+            full = f"{prefix}.{name}" if prefix else name
+            if _is_primitive(child) or not any(True for _ in child.children()):
+                out.append((full, child))
+            else:
+                walk(full, child)
+
+    walk("", model)
+    return out
+
+
+_leaf_modules = layer_modules
 
 
 def _kernel_stride_dilation(module: Any, x: Any) -> tuple[int, int, int] | None:
@@ -79,7 +105,7 @@ def layer_table(model: Any, input_shape: tuple[int, ...], name: str = "model") -
     tags: dict[int, tuple[int, int]] = {}  # storage pointer -> (rf, jump)
     alive: list[Any] = []  # tagged tensors stay referenced so that no storage is reused mid-pass
     rows: list[dict[str, Any]] = []
-    state = {"last": (1, 1)}
+    by_size: dict[tuple[int, int], tuple[int, int]] = {}  # (H, W) -> largest (rf, jump) seen at that size
 
     def key(t: Any) -> int | None:
         return t.untyped_storage().data_ptr() if isinstance(t, torch.Tensor) else None
@@ -89,7 +115,8 @@ def layer_table(model: Any, input_shape: tuple[int, ...], name: str = "model") -
         if k is not None and k in tags:
             return tags[k]
         if isinstance(t, torch.Tensor) and t.dim() == 4:
-            return state["last"]  # produced by a functional op: see the module docstring
+            # produced by a functional op: see the module docstring
+            return by_size.get((int(t.shape[-2]), int(t.shape[-1])), (1, 1))
         return None
 
     def hook(module: Any, inputs: tuple[Any, ...], output: Any) -> None:
@@ -108,8 +135,9 @@ def layer_table(model: Any, input_shape: tuple[int, ...], name: str = "model") -
             if k_out is not None:
                 tags[k_out] = rf
                 alive.append(out)
-            if rf[0] >= state["last"][0]:
-                state["last"] = rf
+            size = (int(out.shape[-2]), int(out.shape[-1]))
+            if rf[0] >= by_size.get(size, (0, 0))[0]:
+                by_size[size] = rf
         params = sum(p.numel() for p in module.parameters(recurse=False))
         rows.append({
             "type": type(module).__name__,
