@@ -94,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         ap.error(f"unknown model(s) {unknown}; choose from {', '.join(MODELS)}")
     rows = []
+    meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "batch": args.batch}
+    if not args.json:  # rows stream as they are measured (the ResNet50 ones take minutes on a CPU)
+        print(f"torch {meta['torch']}, {meta['threads']} thread(s), batch {meta['batch']}")
+        print(f"{'model':42} {'input':>8} {'prec':>5} {'img/s':>9} {'vs fp32':>8}", flush=True)
     for key in keys:
         model, weights = load(key)
         n = args.small_images if key == "small" else args.images
@@ -106,14 +110,12 @@ def main(argv: list[str] | None = None) -> int:
             rows.append({"model": MODELS[key][0], "weights": weights, "input": "x".join(map(str, MODELS[key][1])),
                          "precision": precision, "images": n, "seconds": round(seconds, 3),
                          "images_per_s": round(ips, 3), "vs_fp32": round(ips / base, 3)})
-    meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "batch": args.batch}
+            if not args.json:
+                r = rows[-1]
+                print(f"{r['model']:42} {r['input']:>8} {r['precision']:>5} {r['images_per_s']:>9.3f} "
+                      f"{r['vs_fp32']:>8.2f}", flush=True)
     if args.json:
         print(json.dumps({"meta": meta, "rows": rows}, indent=2))
-    else:
-        print(f"torch {meta['torch']}, {meta['threads']} thread(s), batch {meta['batch']}")
-        print(f"{'model':42} {'input':>8} {'prec':>5} {'img/s':>9} {'vs fp32':>8}")
-        for r in rows:
-            print(f"{r['model']:42} {r['input']:>8} {r['precision']:>5} {r['images_per_s']:>9.3f} {r['vs_fp32']:>8.2f}")
     return 0
 
 
