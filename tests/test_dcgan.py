@@ -98,3 +98,18 @@ def test_mnist_data_is_read_when_present() -> None:
         pytest.skip(reason="../shared/data/MNIST is absent")
     x = trainer.load_training_images(trainer.DCGANConfig(data_dir=str(SHARED), limit=5, image_size=32))
     assert x.shape == (5, 1, 32, 32) and x.dtype == torch.uint8 and int(x.max()) > 200
+
+
+def test_weight_average_is_saved_with_recalibrated_batch_norm(tmp_path: Path) -> None:
+    folder = _image_folder(tmp_path, 8)
+    base = dict(data=str(folder), epochs=1, batch_size=4, image_size=32, width=8, latent_dim=8)
+    plain = trainer.train_dcgan(trainer.DCGANConfig(**base, ema=0.0), tmp_path / "plain")
+    avg = trainer.train_dcgan(trainer.DCGANConfig(**base, ema=0.5), tmp_path / "avg")
+    from safetensors.torch import load_file
+
+    a, b = load_file(plain.weights_file), load_file(avg.weights_file)
+    assert a.keys() == b.keys()
+    assert not torch.equal(a["net.0.weight"], b["net.0.weight"])  # same seed, same steps: only the average differs
+    g = Generator(8, 3, 32, 8)
+    trainer.recalibrate_bn(g, 8, batches=2, batch_size=16)
+    assert int(g.net[1].num_batches_tracked) == 2 and g.net[1].momentum == 0.1

@@ -52,6 +52,9 @@ class DCGANConfig:
     channels: int | None = None
     """1 (grey) or 3 (colour); None: 1 for the MNIST sets, 3 for folders."""
     label_smoothing: float = 0.1
+    ema: float = 0.999
+    """Decay of an exponential moving average of G's weights, which is what gets saved and sampled
+    (averaging smooths the oscillation of GAN training; Yazici et al. 2019). 0 turns it off."""
     """Real targets are 1 - this (one-sided smoothing keeps D from getting over-confident)."""
     checkpoint_every: int = 200
     """Steps between checkpoints (and one at each epoch end)."""
@@ -267,6 +270,48 @@ def tensors_to_pil(imgs: torch.Tensor) -> list[Any]:
     return out
 
 
+def _ema_copy(g: nn.Module) -> nn.Module:
+    import copy
+
+    ema = copy.deepcopy(getattr(g, "module", g))
+    for p in ema.parameters():
+        p.requires_grad_(False)
+    return ema
+
+
+@torch.no_grad()
+def _ema_update(ema: nn.Module, g: nn.Module, decay: float) -> None:
+    """ema <- decay * ema + (1 - decay) * g for parameters; buffers (BN statistics) are copied."""
+    src = getattr(g, "module", g)
+    for pe, p in zip(ema.parameters(), src.parameters()):
+        pe.lerp_(p.detach(), 1.0 - decay)
+    for be, b in zip(ema.buffers(), src.buffers()):
+        be.copy_(b)
+
+
+@torch.no_grad()
+def recalibrate_bn(g: nn.Module, latent_dim: int, *, batches: int = 20, batch_size: int = 256, seed: int = 0) -> None:
+    """Re-estimate G's batch-norm statistics for its current weights (an exact average over
+    `batches` random latent batches). Needed for the averaged generator, whose weights never ran
+    a forward pass of their own during training."""
+    bns = [m for m in g.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return
+    saved = [(m.momentum, m.training) for m in bns]
+    was_training = g.training
+    device = next(g.parameters()).device
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    g.train()
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(batches):
+        g(torch.randn(batch_size, latent_dim, generator=gen).to(device))
+    for m, (mom, _) in zip(bns, saved):
+        m.momentum = mom
+    g.train(was_training)
+
+
 @dataclass
 class DCGANRunResult:
     out_dir: Path
@@ -299,6 +344,7 @@ def train_dcgan(cfg: DCGANConfig, out_dir: Path, *, runtime: Any = None, reporte
     opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
     opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
     pair = nn.ModuleDict({"g": g, "d": d})
+    g_ema = _ema_copy(g) if cfg.ema > 0 else None
     opts = _Pair(opt_g, opt_d)
     # A fixed latent batch for the per-epoch grids, drawn before anything else uses the RNG.
     fixed_z = torch.randn(64, cfg.latent_dim, generator=torch.Generator().manual_seed(cfg.seed)).to(device)
@@ -313,6 +359,9 @@ def train_dcgan(cfg: DCGANConfig, out_dir: Path, *, runtime: Any = None, reporte
                 raise InputError(f"--resume {resume}: the run used {key}={old.get(key)!r}, this call gives "
                                  f"{cfg_json.get(key)!r}; pass the same options (or none of them)")
         state = load_checkpoint(Path(resume), model=pair, optimizer=opts)
+        if g_ema is not None:
+            # A run from before the average existed starts it from the current generator.
+            g_ema.load_state_dict(state["extra"].get("g_ema") or getattr(g, "module", g).state_dict())
         prog = state["progress"]
         start_epoch, step, history = prog["epoch"], prog["step"], prog.get("history", [])
         resumed_from = step
@@ -330,6 +379,7 @@ def train_dcgan(cfg: DCGANConfig, out_dir: Path, *, runtime: Any = None, reporte
 
     def checkpoint(epoch: int, within: int) -> None:
         save_checkpoint(ckpt, model=pair, optimizer=opts, config=cfg_json,
+                        extra_state={"g_ema": g_ema.state_dict()} if g_ema is not None else None,
                         progress={"epoch": epoch, "within": within, "step": step, "history": history})
 
     t0 = time.perf_counter()
@@ -354,6 +404,8 @@ def train_dcgan(cfg: DCGANConfig, out_dir: Path, *, runtime: Any = None, reporte
                 idx = perm[b * batch:(b + 1) * batch]
                 real = to_unit(images[idx]).to(device)
                 m = train_step(g, d, opt_g, opt_d, real, cfg.latent_dim, real_target, runtime)
+                if g_ema is not None:
+                    _ema_update(g_ema, g, cfg.ema)
                 if not all(math.isfinite(v) for v in m.values()):
                     raise DataError(f"training diverged at step {step} (losses {m}); lower --lr")
                 for k in sums:
@@ -375,7 +427,9 @@ def train_dcgan(cfg: DCGANConfig, out_dir: Path, *, runtime: Any = None, reporte
                    "seconds": round(time.perf_counter() - t0, 1)}
             history.append(row)
             reporter.row(row)
-            grid = sample_grid(g, fixed_z)
+            if g_ema is not None:
+                recalibrate_bn(g_ema, cfg.latent_dim, seed=cfg.seed)
+            grid = sample_grid(g_ema if g_ema is not None else g, fixed_z)
             with atomic_target(out_dir / "samples" / f"epoch_{epoch + 1:03d}.png") as tmp:
                 grid.save(tmp, format="PNG")
             checkpoint(epoch + 1, 0)
@@ -388,12 +442,16 @@ def train_dcgan(cfg: DCGANConfig, out_dir: Path, *, runtime: Any = None, reporte
     epochs_done = history[-1]["epoch"] if history else 0
     recipe = (f"dl generate train {cfg.data} --epochs {cfg.epochs} --batch-size {cfg.batch_size} --lr {cfg.lr} "
               f"--image-size {cfg.image_size} --width {cfg.width} --seed {cfg.seed}; Adam(beta1={cfg.beta1}), "
-              f"label smoothing {cfg.label_smoothing}; {step} steps")
+              f"label smoothing {cfg.label_smoothing}; "
+              + (f"weights averaged (EMA {cfg.ema}), BN statistics re-estimated; " if cfg.ema > 0 else "")
+              + f"{step} steps")
     metrics = {"epochs": epochs_done, "steps": step}
     if history:
         metrics.update({"final_loss_d": history[-1]["loss_d"], "final_loss_g": history[-1]["loss_g"]})
     weights_file = out_dir / "generator.safetensors"
-    sha = save_generator(weights_file, g, cfg, metrics, recipe)
+    if g_ema is not None:
+        recalibrate_bn(g_ema, cfg.latent_dim, seed=cfg.seed)
+    sha = save_generator(weights_file, g_ema if g_ema is not None else g, cfg, metrics, recipe)
     with atomic_target(out_dir / "history.json") as tmp:
         tmp.write_text(json.dumps(history, indent=2) + "\n", encoding="utf-8")
     return DCGANRunResult(out_dir, weights_file, sha, epochs_done, step, history, time.perf_counter() - t0,
