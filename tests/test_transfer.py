@@ -149,3 +149,32 @@ def test_ddp_two_cpu_processes(tmp_path: Path, dl_home: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(proc.stdout)  # only rank 0 prints
     assert report["train_images"] == 9 and (out / "best.safetensors").is_file()
+
+
+def test_ctrl_c_saves_a_checkpoint_that_resume_continues(small, tmp_path: Path, monkeypatch) -> None:
+    from dlcli.data import imagefolder
+    from dlcli.device import Runtime
+    from dlcli.training import transfer
+    from dlcli.training.checkpoint import Interrupted
+
+    data = make_folder(tmp_path / "data", per_class=4, size=24)
+    args = transfer.TransferArgs(data_dir=data, base="tinynet.small", out=tmp_path / "run", epochs=2,
+                                 batch_size=4, val_split=0.25, augment=False)
+    real = imagefolder.ImageListDataset.__getitem__
+    calls = {"n": 0}
+
+    def interrupting(self, i):
+        calls["n"] += 1
+        if calls["n"] == 14:  # in the second epoch's training (9 training + 3 validation reads per epoch)
+            raise KeyboardInterrupt
+        return real(self, i)
+
+    monkeypatch.setattr(imagefolder.ImageListDataset, "__getitem__", interrupting)
+    with pytest.raises(Interrupted) as exc:
+        transfer.train(args, lambda device: Runtime.create("cpu", seed=0), device="cpu")
+    assert (tmp_path / "run" / "checkpoint.pt").is_file() and "--resume" in exc.value.message
+    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 1  # epoch 1 was finished
+    monkeypatch.setattr(imagefolder.ImageListDataset, "__getitem__", real)
+    args.resume = True
+    report = transfer.train(args, lambda device: Runtime.create("cpu", seed=0), device="cpu")
+    assert [h["epoch"] for h in report.history] == [1, 2]
