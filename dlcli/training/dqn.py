@@ -152,7 +152,12 @@ def weights_meta(cfg: DQNConfig, env_id: str, n_actions: int, meanings: list[str
 def _recipe(cfg: DQNConfig) -> str:
     keys = ("total_steps", "learning_rate", "buffer_size", "gamma", "target_update", "batch_size", "end_epsilon",
             "exploration_fraction", "learning_starts", "train_freq", "double", "n_step", "seed")
-    return "dl play-dqn train " + " ".join(f"--{k.replace('_', '-')} {getattr(cfg, k)}" for k in keys)
+    env = f"dl play-dqn train --env {cfg.env} "
+    parts = []
+    for k in keys:
+        value, flag = getattr(cfg, k), "--steps" if k == "total_steps" else f"--{k.replace('_', '-')}"
+        parts.append(flag if value is True else ("--no-double" if k == "double" else f"{flag} {value}"))
+    return env + " ".join(parts)
 
 
 def train_dqn(cfg: DQNConfig, out_dir: Path, *, runtime: Any, reporter: Reporter | None = None,
