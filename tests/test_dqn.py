@@ -318,11 +318,14 @@ def test_cli_train_passes_options(monkeypatch, tmp_path):
     monkeypatch.setattr(dqn, "train_dqn", fake_train)
     result = runner.invoke(app, ["play-dqn", "train", "--env", "pong", "--steps", "5000", "--lr", "0.0002",
                                  "--buffer-size", "1000", "--learning-starts", "100", "--double", "--n-step", "3",
-                                 "--out", str(tmp_path / "r"), "--resume", "--device", "cpu", "--seed", "7"])
+                                 "--out", str(tmp_path / "r"), "--device", "cpu", "--seed", "7"])
     assert result.exit_code != 0 and "stop here" in result.output
     cfg = seen["cfg"]
     assert (cfg.env, cfg.total_steps, cfg.learning_rate, cfg.buffer_size, cfg.learning_starts) == ("pong", 5000, 2e-4, 1000, 100)
-    assert cfg.double and cfg.n_step == 3 and cfg.seed == 7 and seen["resume"] and seen["device"] == "cpu"
+    assert cfg.double and cfg.n_step == 3 and cfg.seed == 7 and not seen["resume"] and seen["device"] == "cpu"
+    # --resume on a folder without a run is a clear error, before any training
+    missing = runner.invoke(app, ["play-dqn", "train", "--resume", "--out", str(tmp_path / "none")])
+    assert missing.exit_code != 0 and "no run to resume" in missing.output
     # CleanRL defaults when nothing is given
     from dlcli.training.dqn import DQNConfig
 
