@@ -55,6 +55,15 @@ class Options:
 
         return RichReporter(quiet=self.quiet)
 
+    def start(self) -> tuple[Any, Any]:
+        """(runtime, reporter) for a command body, with the device manager's notices (e.g. an fp16
+        fallback) already shown."""
+        rt = self.runtime()
+        reporter = self.reporter()
+        for notice in rt.notices:
+            reporter.message(notice)
+        return rt, reporter
+
 
 # One definition of each shared option; `command()` adds them to every command's signature.
 _COMMON: list[tuple[str, Any, Any]] = [

@@ -41,10 +41,7 @@ def register(app: typer.Typer) -> None:
             raise InputError("give either --json or --jsonl, not both")
         if show_preprocessed is not None:
             check_writable(show_preprocessed, force)  # fail before the work, not after
-        rt = opts.runtime()
-        reporter = opts.reporter()
-        for notice in rt.notices:
-            reporter.message(notice)
+        rt, reporter = opts.start()
         clf = task.load_classifier(rt, model=model, weights_file=weights_file, offline=opts.offline, reporter=reporter)
         reporter.message(f"{clf.spec.name} on {rt.device} ({rt.dtype_name})")
 

@@ -32,10 +32,7 @@ def register(app: typer.Typer) -> None:
         from dlcli import render
         from dlcli.tasks import generate as task
 
-        rt = opts.runtime()
-        reporter = opts.reporter()
-        for notice in rt.notices:
-            reporter.message(notice)
+        rt, reporter = opts.start()
         seed = opts.seed if opts.seed is not None else 0
         result = task.generate(runtime=rt, model=model, weights_file=weights_file, n=n, seed=seed, out=out,
                                interpolate=interpolate, frames=frames, ncols=ncols, force=force,
@@ -97,10 +94,7 @@ def register(app: typer.Typer) -> None:
                 raise InputError(f"{out_dir} already holds a run; continue it with --resume {out_dir}, "
                                  "or pass --force to start over there")
         cfg.offline = opts.offline
-        rt = opts.runtime()
-        reporter = opts.reporter()
-        for notice in rt.notices:
-            reporter.message(notice)
+        rt, reporter = opts.start()
         reporter.message(f"training DCGAN on {cfg.data} ({cfg.image_size} px) on {rt.device} ({rt.dtype_name}) "
                          f"into {out_dir}")
         res = trainer.train_dcgan(cfg, out_dir, runtime=rt, reporter=reporter, resume=resume)

@@ -36,10 +36,7 @@ def register(app: typer.Typer) -> None:
 
         if record is not None:
             check_writable(record, force)  # fail before playing, not after
-        rt = opts.runtime()
-        reporter = opts.reporter()
-        for notice in rt.notices:
-            reporter.message(notice)
+        rt, reporter = opts.start()
         result = task.play(rt, game=env, weights=weights, weights_file=str(weights_file) if weights_file else None,
                            episodes=episodes, epsilon=epsilon, seed=opts.seed if opts.seed is not None else 0,
                            vs_random=vs_random, record=record, render=render, offline=opts.offline, reporter=reporter)
@@ -91,10 +88,7 @@ def register(app: typer.Typer) -> None:
             eval_episodes=eval_episodes, log_every=log_every, checkpoint_every=checkpoint_every,
             checkpoint_buffer=checkpoint_buffer, seed=opts.seed if opts.seed is not None else 1, name=name or "",
         )
-        rt = opts.runtime()
-        reporter = opts.reporter()
-        for notice in rt.notices:
-            reporter.message(notice)
+        rt, reporter = opts.start()
         if resume:
             from dlcli.training.dqn import resume_config
 

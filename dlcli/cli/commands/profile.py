@@ -26,10 +26,7 @@ def register(app: typer.Typer) -> None:
         from dlcli import render
         from dlcli.tasks.profile import profile as run_profile
 
-        rt = opts.runtime()
-        reporter = opts.reporter()
-        for notice in rt.notices:
-            reporter.message(notice)
+        rt, reporter = opts.start()
         reporter.start(f"profiling {model} on {rt.device} ({rt.dtype_name})")
         try:
             report = run_profile(model, rt, batch_size=batch_size, input_size=input_size, warmup=warmup, repeats=repeats)

@@ -52,10 +52,7 @@ def register(app: typer.Typer) -> None:
             pool=pool.lower(), style_scale=style_scale, seed=opts.seed if opts.seed is not None else 0,
         )
         options.validate()  # before torch is even imported
-        rt = opts.runtime()
-        reporter = opts.reporter()
-        for notice in rt.notices:
-            reporter.message(notice)
+        rt, reporter = opts.start()
         result = task.stylize(content, styles, out=out, options=options, runtime=rt, model=model,
                               weights_file=weights_file, offline=opts.offline, force=force, reporter=reporter)
         if opts.json:
