@@ -212,7 +212,8 @@ def _offline_error(spec: WeightsSpec, path: Path) -> WeightsError:
     )
     return WeightsError(
         f"weights {spec.name!r} are not on this machine and offline mode is on: download {url} "
-        f"(SHA-256 {sha}) and save it as {path}, or run `dl weights import {spec.name} FILE`"
+        f"(SHA-256 {sha}) and save it as {path}, or bring a copy in with "
+        f"`dl weights import {spec.arch}.mine FILE` and use --model {spec.arch}.mine"
     )
 
 
