@@ -10,10 +10,12 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 
 def measure(cmd: list[str], repeat: int) -> tuple[float, float]:
@@ -33,7 +35,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
-    env_dl = [sys.executable, "-m", "dlcli"]
+    env_dl = [sys.executable, "-m", "dlcli"]  # rows below: python -m dlcli
     base_wall, base_cpu = measure([sys.executable, "-c", "pass"], args.repeat)
     print(f"{'command':34} {'wall s':>8} {'cpu s':>8} {'x python':>9}")
     print(f"{'python -c pass (baseline)':34} {base_wall:8.3f} {base_cpu:8.3f} {1.0:9.2f}")
@@ -42,6 +44,12 @@ def main() -> None:
     from dlcli.cli.app import app
 
     names = sorted(get_command(app).commands)  # type: ignore[attr-defined]
+    # The console script beside this interpreter (a version manager's shim on PATH, e.g. pyenv's,
+    # adds its own start-up of about 0.1 s that is not ours).
+    script = str(Path(sys.executable).with_name("dl")) if Path(sys.executable).with_name("dl").exists() else shutil.which("dl")
+    if script:
+        wall, cpu = measure([script, "--help"], args.repeat)
+        print(f"{'dl --help (console script)':34} {wall:8.3f} {cpu:8.3f} {wall / base_wall:9.2f}")
     for sub in [[]] + [[n] for n in names]:
         wall, cpu = measure(env_dl + sub + ["--help"], args.repeat)
         print(f"{' '.join(['dl', *sub, '--help']):34} {wall:8.3f} {cpu:8.3f} {wall / base_wall:9.2f}")
