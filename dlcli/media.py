@@ -234,13 +234,17 @@ def draw_boxes(img: Image.Image, boxes: Iterable[Sequence[float]], captions: Seq
     """Boxes (xyxy pixels) with a caption on a coloured tag above each (inside when at the top)."""
     out = img.convert("RGB").copy()
     draw = ImageDraw.Draw(out)
-    width = width or max(2, round(max(out.size) / 300))
-    size = max(11, round(max(out.size) / 50))
+    width = width or max(1, round(max(out.size) / 300))
+    # Scaled to the image so that tags on a 128-px scene do not cover the objects they name.
+    size = max(8, round(max(out.size) / 45))
+    f = font(size)
     for box, caption, color in zip(boxes, captions, colors):
         x0, y0, x1, y1 = (float(v) for v in box)
         draw.rectangle((x0, y0, x1, y1), outline=color, width=width)
+        left, top, right, bottom = draw.textbbox((0, 0), caption, font=f)
+        tx = max(2.0, min(x0 + 2, out.width - (right - left) - 4))  # keep the tag inside the image
         ty = y0 - size - 4 if y0 - size - 4 >= 0 else y0 + 2
-        text_with_background(draw, (x0 + 2, ty), caption, color, size)
+        text_with_background(draw, (tx, ty), caption, color, size)
     return out
 
 

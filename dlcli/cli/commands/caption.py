@@ -34,10 +34,7 @@ def register(app: typer.Typer) -> None:
         from dlcli.errors import InputError, PartialFailure
         from dlcli.tasks import caption as task
 
-        rt = opts.runtime()
-        reporter = opts.reporter()
-        for notice in rt.notices:
-            reporter.message(notice)
+        rt, reporter = opts.start()
         report = task.caption_images(images, runtime=rt, model=model, weights_file=weights_file, beam_size=beam_size,
                                      max_length=max_length, batch_size=batch_size, offline=opts.offline,
                                      strict=strict, reporter=reporter)
@@ -112,10 +109,7 @@ def register(app: typer.Typer) -> None:
         if backbone not in BACKBONES:
             raise InputError(f"unknown --backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
         recipe = "dl " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-        rt = opts.runtime()
-        reporter = opts.reporter()
-        for notice in rt.notices:
-            reporter.message(notice)
+        rt, reporter = opts.start()
         result = trainer.train_caption(cfg, rt, reporter=reporter, resume=str(resume) if resume else None,
                                        offline=opts.offline, recipe=recipe)
         if opts.json:

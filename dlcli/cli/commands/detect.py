@@ -42,10 +42,7 @@ def register(app: typer.Typer) -> None:
 
         if coco_json is not None:
             check_writable(coco_json, force)  # fail before the work, not after
-        rt = opts.runtime()
-        reporter = opts.reporter()
-        for notice in rt.notices:
-            reporter.message(notice)
+        rt, reporter = opts.start()
         det = task.load_detector(rt, model=model, weights_file=weights_file, offline=opts.offline, reporter=reporter)
         reporter.message(f"{det.spec.name} on {rt.device} ({rt.dtype_name})")
         report = task.detect(images, rt, detector=det, threshold=threshold, classes=classes,
@@ -96,10 +93,7 @@ def register(app: typer.Typer) -> None:
         cfg = DetectTrainConfig(data=data, images=str(images) if images else None, epochs=epochs,
                                 steps_per_epoch=steps_per_epoch, batch_size=batch_size, lr=lr, val_size=val_size,
                                 backbone=backbone, init_from=init_from, freeze_backbone=freeze_backbone, seed=opts.seed if opts.seed is not None else 0)
-        rt = opts.runtime()
-        reporter = opts.reporter()
-        for notice in rt.notices:
-            reporter.message(notice)
+        rt, reporter = opts.start()
         summary = train_detector(cfg, resume or out, rt, resume=resume is not None, reporter=reporter)  # type: ignore[arg-type]
         registered = register_trained(name, summary.best, task="detect", force=force)
         report = VisionTrainReport(task="detect", out=summary.out, best=summary.best, registered=registered,
@@ -126,10 +120,7 @@ def register(app: typer.Typer) -> None:
         from dlcli import render
         from dlcli.tasks import detect as task
 
-        rt = opts.runtime()
-        reporter = opts.reporter()
-        for notice in rt.notices:
-            reporter.message(notice)
+        rt, reporter = opts.start()
         report = task.evaluate(rt, model=model, weights_file=weights_file, data=data,
                                images=str(images) if images else None, count=count, seed=scene_seed,
                                batch_size=batch_size, offline=opts.offline, reporter=reporter)

@@ -34,10 +34,7 @@ def register(app: typer.Typer) -> None:
         from dlcli.errors import InputError, PartialFailure
         from dlcli.tasks import segment as task
 
-        rt = opts.runtime()
-        reporter = opts.reporter()
-        for notice in rt.notices:
-            reporter.message(notice)
+        rt, reporter = opts.start()
         seg = task.load_segmenter(rt, model=model, weights_file=weights_file, offline=opts.offline, reporter=reporter)
         reporter.message(f"{seg.spec.name} on {rt.device} ({rt.dtype_name})")
         report = task.segment(images, rt, segmenter=seg, out_dir=out, opacity=opacity, force=force, strict=strict,
@@ -80,10 +77,7 @@ def register(app: typer.Typer) -> None:
         cfg = SegmentTrainConfig(data=data, epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size,
                                  lr=lr, val_size=val_size, image_size=image_size,
                                  seed=opts.seed if opts.seed is not None else 0)
-        rt = opts.runtime()
-        reporter = opts.reporter()
-        for notice in rt.notices:
-            reporter.message(notice)
+        rt, reporter = opts.start()
         summary = train_segmenter(cfg, resume or out, rt, resume=resume is not None, reporter=reporter)  # type: ignore[arg-type]
         registered = register_trained(name, summary.best, task="segment", force=force)
         report = VisionTrainReport(task="segment", out=summary.out, best=summary.best, registered=registered,
@@ -109,10 +103,7 @@ def register(app: typer.Typer) -> None:
         from dlcli import render
         from dlcli.tasks import segment as task
 
-        rt = opts.runtime()
-        reporter = opts.reporter()
-        for notice in rt.notices:
-            reporter.message(notice)
+        rt, reporter = opts.start()
         report = task.evaluate(rt, model=model, weights_file=weights_file, data=data, count=count, seed=scene_seed,
                                batch_size=batch_size, offline=opts.offline, reporter=reporter)
         if opts.json:
