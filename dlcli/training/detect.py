@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -24,7 +23,8 @@ import torch
 
 from dlcli.errors import DataError, InputError
 from dlcli.progress import NullReporter, Reporter
-from dlcli.training.checkpoint import Interrupted, load_checkpoint, save_checkpoint
+from dlcli.training.checkpoint import load_checkpoint, save_checkpoint
+from dlcli.training.epochs import TrainSummary, run_epochs
 
 ARCH = "fasterrcnn_small"
 LICENSE = "MIT (trained by the dlcli authors on generated scenes)"
@@ -109,11 +109,6 @@ def config_from_checkpoint(cls: type, saved: dict[str, Any], override: dict[str,
     values = {k: v for k, v in saved.items() if k in known}
     values.update({k: v for k, v in override.items() if k in known})
     return cls(**values)
-
-
-def append_jsonl(path: Path, row: dict[str, Any]) -> None:
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(row, sort_keys=True) + "\n")
 
 
 # --- data ---------------------------------------------------------------------------------------
@@ -270,15 +265,6 @@ def evaluate_detector(model: torch.nn.Module, samples: Sequence[Sample] | Iterat
 # --- the trainer ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class TrainSummary:
-    out: Path
-    best: Path
-    epochs: int
-    metrics: dict[str, float]
-    seconds: float
-
-
 def weights_meta(cfg: DetectTrainConfig, metrics: dict[str, Any], steps: int) -> dict[str, Any]:
     data = "synthetic scenes (dlcli.data.scenes, train seed 0)" if cfg.data == "scenes" else f"COCO-format {cfg.data}"
     start = f"backbone initialised from {cfg.init_from}'s encoder, " if cfg.init_from else ""
@@ -319,7 +305,6 @@ def train_detector(cfg: DetectTrainConfig, out: Path, runtime: Any, *, resume: b
     """Train (or continue training) the small Faster R-CNN; returns where the best weights are."""
     from dlcli.device import seed_everything
     from dlcli.models.detector_small import fasterrcnn_small
-    from dlcli.weights.store import save_weights_file
 
     reporter = reporter or NullReporter()
     out = prepare_run_dir(out, resume)
@@ -357,55 +342,21 @@ def train_detector(cfg: DetectTrainConfig, out: Path, runtime: Any, *, resume: b
         return save_checkpoint(out / "checkpoint.pt", model=model, optimizer=optimizer, scheduler=scheduler,
                                progress=progress, config=asdict(cfg))
 
-    best_path = out / "best.safetensors"
-    metrics: dict[str, float] = {}
-    started = time.time() - float(progress["seconds"])
-    model.train()
-    try:
-        while progress["epoch"] < cfg.epochs:
-            epoch = int(progress["epoch"])
-            reporter.start(f"epoch {epoch + 1}/{cfg.epochs}", total=data.steps_per_epoch, unit="step")
-            if progress["step_in_epoch"]:
-                reporter.advance(progress["step_in_epoch"])
-            losses: list[float] = []
-            while progress["step_in_epoch"] < data.steps_per_epoch:
-                batch = data.batch(epoch, int(progress["step_in_epoch"]))
-                images = [runtime.to(x) for x, _ in batch]
-                targets = [{k: runtime.to(v) for k, v in t.items()} for _, t in batch]
-                with runtime.autocast():
-                    loss_dict = model(images, targets)
-                loss = sum(loss_dict.values())
-                if not torch.isfinite(loss):
-                    raise DataError(f"training diverged (loss {float(loss)}) at step {progress['global_step']}; "
-                                    "lower --lr")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, 10.0)
-                optimizer.step()
-                scheduler.step()
-                losses.append(float(loss.detach()))
-                progress["step_in_epoch"] += 1
-                progress["global_step"] += 1
-                reporter.advance(1, loss=float(np.mean(losses[-20:])))
-            reporter.finish()
-            scores = evaluate_detector(model, data.validation(), runtime, batch_size=cfg.batch_size,
-                                       reporter=reporter, total=len(data.val_indices))
-            progress["seconds"] = time.time() - started
-            metrics = {"val_map50": round(scores.map50, 4), "val_map50_95": round(scores.map50_95, 4)}
-            row = {"epoch": epoch + 1, "step": progress["global_step"], "loss": round(float(np.mean(losses)), 4),
-                   **metrics, "lr": optimizer.param_groups[0]["lr"], "minutes": round(progress["seconds"] / 60, 1)}
-            reporter.row(row)
-            append_jsonl(out / "metrics.jsonl", row)
-            meta = weights_meta(cfg, {**metrics, "epoch": epoch + 1}, int(progress["global_step"]))
-            save_weights_file(out / "last.safetensors", model.state_dict(), meta)
-            if scores.map50 > progress["best_map50"]:
-                progress["best_map50"] = scores.map50
-                save_weights_file(best_path, model.state_dict(), meta)
-            progress["epoch"] = epoch + 1
-            progress["step_in_epoch"] = 0
-            checkpoint()
-    except KeyboardInterrupt:
-        reporter.finish()
-        progress["seconds"] = time.time() - started
-        raise Interrupted(checkpoint()) from None
-    return TrainSummary(out, best_path, cfg.epochs, metrics, time.time() - started)
+    def step_loss(epoch: int, step: int) -> torch.Tensor:
+        batch = data.batch(epoch, step)
+        images = [runtime.to(x) for x, _ in batch]
+        targets = [{k: runtime.to(v) for k, v in t.items()} for _, t in batch]
+        with runtime.autocast():
+            loss_dict = model(images, targets)
+        return sum(loss_dict.values())
+
+    def evaluate() -> tuple[dict[str, float], float]:
+        scores = evaluate_detector(model, data.validation(), runtime, batch_size=cfg.batch_size,
+                                   reporter=reporter, total=len(data.val_indices))
+        return {"val_map50": round(scores.map50, 4), "val_map50_95": round(scores.map50_95, 4)}, scores.map50
+
+    return run_epochs(out=out, epochs=cfg.epochs, steps_per_epoch=data.steps_per_epoch, progress=progress,
+                      best_key="best_map50", model=model, optimizer=optimizer, scheduler=scheduler,
+                      reporter=reporter, step_loss=step_loss, evaluate=evaluate,
+                      weights_meta=lambda metrics, steps: weights_meta(cfg, metrics, steps),
+                      checkpoint=checkpoint, clip_params=params, clip_norm=10.0)

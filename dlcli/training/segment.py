@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -24,8 +23,9 @@ import torch.nn.functional as F
 
 from dlcli.errors import DataError, InputError
 from dlcli.progress import NullReporter, Reporter
-from dlcli.training.checkpoint import Interrupted, load_checkpoint, save_checkpoint
-from dlcli.training.detect import append_jsonl, config_from_checkpoint, prepare_run_dir, warmup_cosine
+from dlcli.training.checkpoint import load_checkpoint, save_checkpoint
+from dlcli.training.detect import config_from_checkpoint, prepare_run_dir, warmup_cosine
+from dlcli.training.epochs import TrainSummary, run_epochs
 
 ARCH = "fcn_small"
 LICENSE = "MIT (trained by the dlcli authors on generated scenes)"
@@ -207,15 +207,6 @@ def evaluate_segmenter(model: torch.nn.Module, samples: Sequence[Sample] | Itera
     return cm
 
 
-@dataclass(frozen=True)
-class TrainSummary:
-    out: Path
-    best: Path
-    epochs: int
-    metrics: dict[str, float]
-    seconds: float
-
-
 def weights_meta(cfg: SegmentTrainConfig, metrics: dict[str, Any], steps: int) -> dict[str, Any]:
     data = "synthetic scenes (dlcli.data.scenes, train seed 0)" if cfg.data == "scenes" else f"mask folder {cfg.data}"
     return {
@@ -239,7 +230,6 @@ def train_segmenter(cfg: SegmentTrainConfig, out: Path, runtime: Any, *, resume:
     """Train (or continue training) the small FCN; returns where the best weights are."""
     from dlcli.device import seed_everything
     from dlcli.models.fcn_small import FCNSmall
-    from dlcli.weights.store import save_weights_file
 
     reporter = reporter or NullReporter()
     out = prepare_run_dir(out, resume)
@@ -266,53 +256,20 @@ def train_segmenter(cfg: SegmentTrainConfig, out: Path, runtime: Any, *, resume:
         return save_checkpoint(out / "checkpoint.pt", model=model, optimizer=optimizer, scheduler=scheduler,
                                progress=progress, config=asdict(cfg))
 
-    best_path = out / "best.safetensors"
-    metrics: dict[str, float] = {}
-    started = time.time() - float(progress["seconds"])
-    model.train()
-    try:
-        while progress["epoch"] < cfg.epochs:
-            epoch = int(progress["epoch"])
-            reporter.start(f"epoch {epoch + 1}/{cfg.epochs}", total=data.steps_per_epoch, unit="step")
-            if progress["step_in_epoch"]:
-                reporter.advance(progress["step_in_epoch"])
-            losses: list[float] = []
-            while progress["step_in_epoch"] < data.steps_per_epoch:
-                x, y = data.batch(epoch, int(progress["step_in_epoch"]))
-                x, y = runtime.to(x), runtime.to(y)
-                with runtime.autocast():
-                    logits = model(x)
-                loss = F.cross_entropy(logits.float(), y, ignore_index=IGNORE_INDEX)
-                if not torch.isfinite(loss):
-                    raise DataError(f"training diverged (loss {float(loss)}) at step {progress['global_step']}; "
-                                    "lower --lr")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                scheduler.step()
-                losses.append(float(loss.detach()))
-                progress["step_in_epoch"] += 1
-                progress["global_step"] += 1
-                reporter.advance(1, loss=float(np.mean(losses[-20:])))
-            reporter.finish()
-            cm = evaluate_segmenter(model, data.validation(), runtime, len(cfg.classes),
-                                    batch_size=cfg.batch_size, reporter=reporter, total=len(data.val_indices))
-            progress["seconds"] = time.time() - started
-            metrics = {"val_miou": round(cm.mean_iou(), 4), "val_pixel_acc": round(cm.pixel_accuracy(), 4)}
-            row = {"epoch": epoch + 1, "step": progress["global_step"], "loss": round(float(np.mean(losses)), 4),
-                   **metrics, "lr": optimizer.param_groups[0]["lr"], "minutes": round(progress["seconds"] / 60, 1)}
-            reporter.row(row)
-            append_jsonl(out / "metrics.jsonl", row)
-            meta = weights_meta(cfg, {**metrics, "epoch": epoch + 1}, int(progress["global_step"]))
-            save_weights_file(out / "last.safetensors", model.state_dict(), meta)
-            if cm.mean_iou() > progress["best_miou"]:
-                progress["best_miou"] = cm.mean_iou()
-                save_weights_file(best_path, model.state_dict(), meta)
-            progress["epoch"] = epoch + 1
-            progress["step_in_epoch"] = 0
-            checkpoint()
-    except KeyboardInterrupt:
-        reporter.finish()
-        progress["seconds"] = time.time() - started
-        raise Interrupted(checkpoint()) from None
-    return TrainSummary(out, best_path, cfg.epochs, metrics, time.time() - started)
+    def step_loss(epoch: int, step: int) -> torch.Tensor:
+        x, y = data.batch(epoch, step)
+        x, y = runtime.to(x), runtime.to(y)
+        with runtime.autocast():
+            logits = model(x)
+        return F.cross_entropy(logits.float(), y, ignore_index=IGNORE_INDEX)
+
+    def evaluate() -> tuple[dict[str, float], float]:
+        cm = evaluate_segmenter(model, data.validation(), runtime, len(cfg.classes),
+                                batch_size=cfg.batch_size, reporter=reporter, total=len(data.val_indices))
+        return {"val_miou": round(cm.mean_iou(), 4), "val_pixel_acc": round(cm.pixel_accuracy(), 4)}, cm.mean_iou()
+
+    return run_epochs(out=out, epochs=cfg.epochs, steps_per_epoch=data.steps_per_epoch, progress=progress,
+                      best_key="best_miou", model=model, optimizer=optimizer, scheduler=scheduler,
+                      reporter=reporter, step_loss=step_loss, evaluate=evaluate,
+                      weights_meta=lambda metrics, steps: weights_meta(cfg, metrics, steps),
+                      checkpoint=checkpoint)
