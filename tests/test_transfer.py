@@ -123,7 +123,6 @@ def test_ddp_two_cpu_processes(tmp_path: Path, dl_home: Path) -> None:
     import os
     import shutil
     import subprocess
-    import sys
 
     import torch
     import torchvision.models as tvm

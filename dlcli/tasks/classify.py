@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from dlcli.errors import InputError, WeightsError
 from dlcli.progress import NullReporter, Reporter
+from dlcli.tasks._placed import PlacedModel
 from dlcli.weights import registry
 from dlcli.weights.spec import Arch, PackageSource, TorchvisionSource, WeightsSpec
 
@@ -142,24 +143,13 @@ class Prepared:
     tensor: Any
 
 
-class Classifier:
+class Classifier(PlacedModel):
     """A loaded model with its preprocessing and labels, placed by the device manager."""
 
     def __init__(self, loaded: Any, runtime: Any) -> None:
-        from dlcli.tasks.presets import transform_for
-
-        self.loaded = loaded
-        self.runtime = runtime
-        self.transform, self.mode = transform_for(loaded.spec)
-        self.channels_last = runtime.device.type == "cuda"
-        self.model = runtime.place(loaded.model, channels_last=self.channels_last).eval()
-        self.labels = loaded.labels
+        super().__init__(loaded, runtime, channels_last=runtime.device.type == "cuda")
         if self.labels is None and loaded.spec.extra.get("labels") == "imagenet":
             self.labels = imagenet_categories()
-
-    @property
-    def spec(self) -> WeightsSpec:
-        return self.loaded.spec
 
     def preprocess(self, image: Any) -> Any:
         return self.transform(image)

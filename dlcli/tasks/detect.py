@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterator, Sequence
 from dlcli.errors import InputError, NetworkError, WeightsError
 from dlcli.progress import NullReporter, Reporter
 from dlcli.tasks.presets import Preset, register_preset
+from dlcli.tasks._placed import PlacedModel
 from dlcli.weights import registry
 from dlcli.weights.spec import Arch, TorchvisionSource, WeightsSpec
 
@@ -111,26 +112,8 @@ registry.register_arch(Arch(
 # --- loading ------------------------------------------------------------------------------------------
 
 
-class Detector:
+class Detector(PlacedModel):
     """A loaded detector with its preprocessing and labels, placed by the device manager."""
-
-    def __init__(self, loaded: Any, runtime: Any) -> None:
-        from dlcli.tasks.presets import transform_for
-
-        self.loaded = loaded
-        self.runtime = runtime
-        self.transform, self.mode = transform_for(loaded.spec)
-        self.model = runtime.place(loaded.model).eval()
-        self.labels = loaded.labels
-
-    @property
-    def spec(self) -> WeightsSpec:
-        return self.loaded.spec
-
-    def label(self, index: int) -> str:
-        if self.labels is not None and 0 <= index < len(self.labels):
-            return self.labels[index]
-        return str(index)
 
     def forward(self, tensors: list[Any]) -> list[dict[str, Any]]:
         """Preprocessed images (any sizes) -> per image {boxes, labels, scores} on the CPU, float32."""

@@ -17,7 +17,6 @@ from collections import defaultdict
 from typing import Any
 
 from dlcli.errors import InputError
-from dlcli.weights import registry
 
 CATEGORIES = ("conv", "pool", "fc", "norm", "activation", "other")
 

@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from dlcli.errors import InputError, WeightsError
 from dlcli.progress import NullReporter, Reporter
+from dlcli.tasks._placed import PlacedModel
 from dlcli.weights import registry
 from dlcli.weights.spec import Arch, TorchvisionSource, WeightsSpec
 
@@ -74,30 +75,12 @@ registry.register_arch(Arch(
 ))
 
 
-class Segmenter:
+class Segmenter(PlacedModel):
     """A loaded segmentation model with its preprocessing and labels, placed by the device manager."""
-
-    def __init__(self, loaded: Any, runtime: Any) -> None:
-        from dlcli.tasks.presets import transform_for
-
-        self.loaded = loaded
-        self.runtime = runtime
-        self.transform, self.mode = transform_for(loaded.spec)
-        self.model = runtime.place(loaded.model).eval()
-        self.labels = loaded.labels
-
-    @property
-    def spec(self) -> WeightsSpec:
-        return self.loaded.spec
 
     @property
     def num_classes(self) -> int | None:
         return len(self.labels) if self.labels is not None else None
-
-    def label(self, index: int) -> str:
-        if self.labels is not None and 0 <= index < len(self.labels):
-            return self.labels[index]
-        return str(index)
 
     def predict(self, image: Any) -> Any:
         """PIL image -> class-index mask (H, W) int64 at the image's own size (CPU tensor)."""

@@ -154,7 +154,6 @@ def _run_config(args: TransferArgs) -> dict[str, Any]:
 
 def evaluate(model: Any, loader: Any, runtime: Any) -> tuple[float, float, int]:
     """(mean loss, accuracy, n) on a loader."""
-    import torch
     import torch.nn.functional as F
 
     model.eval()
@@ -176,7 +175,6 @@ def train(args: TransferArgs, make_runtime: Callable[[str | None], Any], *, devi
     `make_runtime(device)` builds the device manager for a --device value; under torchrun each rank
     asks for its own (cuda:LOCAL_RANK with nccl, the CPU with gloo)."""
     import torch
-    import torch.nn as nn
     import torch.nn.functional as F
     from torch.utils.data import DataLoader
 

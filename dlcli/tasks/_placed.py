@@ -1,0 +1,32 @@
+"""The common shape of a task's loaded model: weights + preprocessing + labels, placed by the
+device manager. (A leading underscore keeps the registry's task discovery from importing it.)"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dlcli.weights.spec import WeightsSpec
+
+
+class PlacedModel:
+    """A loaded model with its preprocessing and labels, placed by the device manager."""
+
+    def __init__(self, loaded: Any, runtime: Any, *, channels_last: bool = False) -> None:
+        from dlcli.tasks.presets import transform_for
+
+        self.loaded = loaded
+        self.runtime = runtime
+        self.transform, self.mode = transform_for(loaded.spec)
+        self.channels_last = channels_last
+        self.model = runtime.place(loaded.model, channels_last=channels_last).eval()
+        self.labels = loaded.labels
+
+    @property
+    def spec(self) -> WeightsSpec:
+        return self.loaded.spec
+
+    def label(self, index: int) -> str:
+        """The class name of an index (the index itself where the entry has no labels)."""
+        if self.labels is not None and 0 <= index < len(self.labels):
+            return self.labels[index]
+        return str(index)
