@@ -14,17 +14,16 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
 
 from dlcli.errors import DataError, InputError
 from dlcli.progress import NullReporter, Reporter
-from dlcli.training.checkpoint import load_checkpoint, save_checkpoint
-from dlcli.training.epochs import TrainSummary, run_epochs
+from dlcli.training.epochs import TrainSummary, open_run, run_epochs
 
 ARCH = "fasterrcnn_small"
 LICENSE = "MIT (trained by the dlcli authors on generated scenes)"
@@ -72,43 +71,6 @@ class DetectTrainConfig:
             "representation": self.representation,
             "image_size": self.image_size,
         }
-
-
-# --- shared pieces (the segmentation trainer uses them too) ------------------------------------
-
-
-def warmup_cosine(total_steps: int, warmup: int, floor: float = 0.05) -> Callable[[int], float]:
-    """LR multiplier: linear warm-up over `warmup` steps, then cosine from 1 down to `floor`."""
-    total = max(1, total_steps)
-    warm = max(0, min(warmup, total - 1))
-
-    def factor(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        t = min(1.0, (step - warm) / max(1, total - warm))
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
-
-    return factor
-
-
-def prepare_run_dir(out: Path, resume: bool) -> Path:
-    out = Path(out).expanduser()
-    ckpt = out / "checkpoint.pt"
-    if resume:
-        if not ckpt.is_file():
-            raise InputError(f"--resume {out}: no checkpoint.pt there; give the --out folder of an earlier run")
-    elif ckpt.exists():
-        raise InputError(f"{out} already holds a run (checkpoint.pt); pass --resume {out} or choose a new --out")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
-
-
-def config_from_checkpoint(cls: type, saved: dict[str, Any], override: dict[str, Any]) -> Any:
-    """The saved run's config with the few fields a resume may change (e.g. more epochs)."""
-    known = {f.name for f in fields(cls)}
-    values = {k: v for k, v in saved.items() if k in known}
-    values.update({k: v for k, v in override.items() if k in known})
-    return cls(**values)
 
 
 # --- data ---------------------------------------------------------------------------------------
@@ -307,13 +269,7 @@ def train_detector(cfg: DetectTrainConfig, out: Path, runtime: Any, *, resume: b
     from dlcli.models.detector_small import fasterrcnn_small
 
     reporter = reporter or NullReporter()
-    out = prepare_run_dir(out, resume)
-    if resume:
-        saved = json.loads(torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)["config"])
-        cfg = config_from_checkpoint(DetectTrainConfig, saved, {"epochs": cfg.epochs})
-    for name in ("epochs", "batch_size", "steps_per_epoch", "val_size"):
-        if getattr(cfg, name) < 1:
-            raise InputError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
+    cfg, out = open_run(DetectTrainConfig, cfg, out, resume)
     seed_everything(cfg.seed)
     data = TrainData(cfg)
     cfg.classes = data.classes
@@ -329,18 +285,6 @@ def train_detector(cfg: DetectTrainConfig, out: Path, runtime: Any, *, resume: b
         model.backbone.freeze_encoder()
     model = runtime.place(model)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    total_steps = cfg.epochs * data.steps_per_epoch
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total_steps, cfg.warmup_steps))
-    progress = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_map50": -1.0, "seconds": 0.0}
-    if resume:
-        state = load_checkpoint(out / "checkpoint.pt", model=model, optimizer=optimizer, scheduler=scheduler)
-        progress.update(state["progress"])
-        reporter.message(f"resuming {out} at epoch {progress['epoch'] + 1}, step {progress['global_step']}")
-
-    def checkpoint() -> Path:
-        return save_checkpoint(out / "checkpoint.pt", model=model, optimizer=optimizer, scheduler=scheduler,
-                               progress=progress, config=asdict(cfg))
 
     def step_loss(epoch: int, step: int) -> torch.Tensor:
         batch = data.batch(epoch, step)
@@ -355,8 +299,6 @@ def train_detector(cfg: DetectTrainConfig, out: Path, runtime: Any, *, resume: b
                                    reporter=reporter, total=len(data.val_indices))
         return {"val_map50": round(scores.map50, 4), "val_map50_95": round(scores.map50_95, 4)}, scores.map50
 
-    return run_epochs(out=out, epochs=cfg.epochs, steps_per_epoch=data.steps_per_epoch, progress=progress,
-                      best_key="best_map50", model=model, optimizer=optimizer, scheduler=scheduler,
-                      reporter=reporter, step_loss=step_loss, evaluate=evaluate,
-                      weights_meta=lambda metrics, steps: weights_meta(cfg, metrics, steps),
-                      checkpoint=checkpoint, clip_params=params, clip_norm=10.0)
+    return run_epochs(cfg, out, resume=resume, steps_per_epoch=data.steps_per_epoch, best_key="best_map50",
+                      model=model, params=params, reporter=reporter, step_loss=step_loss, evaluate=evaluate,
+                      weights_meta=lambda metrics, steps: weights_meta(cfg, metrics, steps), clip_norm=10.0)

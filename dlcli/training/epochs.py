@@ -1,21 +1,25 @@
-"""The step-based epoch loop shared by the scene trainers (detect, segment): steps with progress,
-a validation pass per epoch, `metrics.jsonl`, last/best weights files, a checkpoint after every
-epoch, and Ctrl-C -> checkpoint + Interrupted. Each trainer supplies what differs as closures."""
+"""The step-based run shared by the scene trainers (detect, segment): a run folder that refuses to
+be reused without --resume, AdamW with warm-up + cosine, steps with progress, a validation pass
+per epoch, `metrics.jsonl`, last/best weights files, a checkpoint after every epoch, and Ctrl-C ->
+checkpoint + Interrupted. Each trainer supplies what differs (its loss and its evaluation)."""
 
 from __future__ import annotations
 
 import json
+import math
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
 
-from dlcli.errors import DataError
+from dlcli.errors import DataError, InputError
 from dlcli.progress import Reporter
-from dlcli.training.checkpoint import Interrupted
+from dlcli.training.checkpoint import Interrupted, load_checkpoint, save_checkpoint
+
+POSITIVE = ("epochs", "batch_size", "steps_per_epoch", "val_size")
 
 
 @dataclass(frozen=True)
@@ -27,44 +31,102 @@ class TrainSummary:
     seconds: float
 
 
+def warmup_cosine(total_steps: int, warmup: int, floor: float = 0.05) -> Callable[[int], float]:
+    """LR multiplier: linear warm-up over `warmup` steps, then cosine from 1 down to `floor`."""
+    total = max(1, total_steps)
+    warm = max(0, min(warmup, total - 1))
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        t = min(1.0, (step - warm) / max(1, total - warm))
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
+
+    return factor
+
+
+def prepare_run_dir(out: Path, resume: bool) -> Path:
+    out = Path(out).expanduser()
+    ckpt = out / "checkpoint.pt"
+    if resume:
+        if not ckpt.is_file():
+            raise InputError(f"--resume {out}: no checkpoint.pt there; give the --out folder of an earlier run")
+    elif ckpt.exists():
+        raise InputError(f"{out} already holds a run (checkpoint.pt); pass --resume {out} or choose a new --out")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def config_from_checkpoint(cls: type, saved: dict[str, Any], override: dict[str, Any]) -> Any:
+    """The saved run's config with the few fields a resume may change (e.g. more epochs)."""
+    known = {f.name for f in fields(cls)}
+    values = {k: v for k, v in saved.items() if k in known}
+    values.update({k: v for k, v in override.items() if k in known})
+    return cls(**values)
+
+
+def open_run(cls: type, cfg: Any, out: Path, resume: bool) -> tuple[Any, Path]:
+    """(config, run folder): a resumed run continues with its own settings (only --epochs may
+    grow); counts that must be positive are checked."""
+    out = prepare_run_dir(out, resume)
+    if resume:
+        saved = json.loads(torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)["config"])
+        cfg = config_from_checkpoint(cls, saved, {"epochs": cfg.epochs})
+    for name in POSITIVE:
+        if hasattr(cfg, name) and getattr(cfg, name) < 1:
+            raise InputError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
+    return cfg, out
+
+
 def append_jsonl(path: Path, row: dict[str, Any]) -> None:
     with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(row, sort_keys=True) + "\n")
 
 
 def run_epochs(
-    *,
+    cfg: Any,
     out: Path,
-    epochs: int,
+    *,
+    resume: bool,
     steps_per_epoch: int,
-    progress: dict[str, Any],
     best_key: str,
     model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
+    params: list[torch.nn.Parameter],
     reporter: Reporter,
     step_loss: Callable[[int, int], torch.Tensor],
     evaluate: Callable[[], tuple[dict[str, float], float]],
     weights_meta: Callable[[dict[str, Any], int], dict[str, Any]],
-    checkpoint: Callable[[], Path],
-    clip_params: list[torch.nn.Parameter] | None = None,
-    clip_norm: float = 10.0,
+    clip_norm: float | None = None,
 ) -> TrainSummary:
-    """Train until `progress["epoch"] == epochs`, resuming mid-epoch from `progress`.
+    """Train `params` for `cfg.epochs` (AdamW, `cfg.lr`, `cfg.weight_decay`, `cfg.warmup_steps`),
+    resuming mid-epoch from the folder's checkpoint when `resume`.
 
     `step_loss(epoch, step)` returns the loss of one batch (under the runtime's autocast);
     `evaluate()` returns (metrics to log, the score that picks the best weights);
     `weights_meta(metrics, global_step)` the metadata saved beside the weights."""
     from dlcli.weights.store import save_weights_file
 
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, warmup_cosine(cfg.epochs * steps_per_epoch, cfg.warmup_steps))
+    progress: dict[str, Any] = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, best_key: -1.0, "seconds": 0.0}
+    if resume:
+        state = load_checkpoint(out / "checkpoint.pt", model=model, optimizer=optimizer, scheduler=scheduler)
+        progress.update(state["progress"])
+        reporter.message(f"resuming {out} at epoch {progress['epoch'] + 1}, step {progress['global_step']}")
+
+    def checkpoint() -> Path:
+        return save_checkpoint(out / "checkpoint.pt", model=model, optimizer=optimizer, scheduler=scheduler,
+                               progress=progress, config=asdict(cfg))
+
     best_path = out / "best.safetensors"
     metrics: dict[str, float] = {}
     started = time.time() - float(progress["seconds"])
     model.train()
     try:
-        while progress["epoch"] < epochs:
+        while progress["epoch"] < cfg.epochs:
             epoch = int(progress["epoch"])
-            reporter.start(f"epoch {epoch + 1}/{epochs}", total=steps_per_epoch, unit="step")
+            reporter.start(f"epoch {epoch + 1}/{cfg.epochs}", total=steps_per_epoch, unit="step")
             if progress["step_in_epoch"]:
                 reporter.advance(progress["step_in_epoch"])
             losses: list[float] = []
@@ -75,8 +137,8 @@ def run_epochs(
                                     "lower --lr")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                if clip_params is not None:
-                    torch.nn.utils.clip_grad_norm_(clip_params, clip_norm)
+                if clip_norm is not None:
+                    torch.nn.utils.clip_grad_norm_(params, clip_norm)
                 optimizer.step()
                 scheduler.step()
                 losses.append(float(loss.detach()))
@@ -102,4 +164,4 @@ def run_epochs(
         reporter.finish()
         progress["seconds"] = time.time() - started
         raise Interrupted(checkpoint()) from None
-    return TrainSummary(out, best_path, epochs, metrics, time.time() - started)
+    return TrainSummary(out, best_path, cfg.epochs, metrics, time.time() - started)

@@ -11,9 +11,8 @@ background first).
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -23,9 +22,7 @@ import torch.nn.functional as F
 
 from dlcli.errors import DataError, InputError
 from dlcli.progress import NullReporter, Reporter
-from dlcli.training.checkpoint import load_checkpoint, save_checkpoint
-from dlcli.training.detect import config_from_checkpoint, prepare_run_dir, warmup_cosine
-from dlcli.training.epochs import TrainSummary, run_epochs
+from dlcli.training.epochs import TrainSummary, open_run, run_epochs
 
 ARCH = "fcn_small"
 LICENSE = "MIT (trained by the dlcli authors on generated scenes)"
@@ -232,29 +229,11 @@ def train_segmenter(cfg: SegmentTrainConfig, out: Path, runtime: Any, *, resume:
     from dlcli.models.fcn_small import FCNSmall
 
     reporter = reporter or NullReporter()
-    out = prepare_run_dir(out, resume)
-    if resume:
-        saved = json.loads(torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)["config"])
-        cfg = config_from_checkpoint(SegmentTrainConfig, saved, {"epochs": cfg.epochs})
-    for name in ("epochs", "batch_size", "steps_per_epoch", "val_size"):
-        if getattr(cfg, name) < 1:
-            raise InputError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
+    cfg, out = open_run(SegmentTrainConfig, cfg, out, resume)
     seed_everything(cfg.seed)
     data = SegData(cfg)
     cfg.classes = data.classes
     model = runtime.place(FCNSmall(**cfg.model_config()))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    total_steps = cfg.epochs * data.steps_per_epoch
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total_steps, cfg.warmup_steps))
-    progress = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_miou": -1.0, "seconds": 0.0}
-    if resume:
-        state = load_checkpoint(out / "checkpoint.pt", model=model, optimizer=optimizer, scheduler=scheduler)
-        progress.update(state["progress"])
-        reporter.message(f"resuming {out} at epoch {progress['epoch'] + 1}, step {progress['global_step']}")
-
-    def checkpoint() -> Path:
-        return save_checkpoint(out / "checkpoint.pt", model=model, optimizer=optimizer, scheduler=scheduler,
-                               progress=progress, config=asdict(cfg))
 
     def step_loss(epoch: int, step: int) -> torch.Tensor:
         x, y = data.batch(epoch, step)
@@ -268,8 +247,6 @@ def train_segmenter(cfg: SegmentTrainConfig, out: Path, runtime: Any, *, resume:
                                 batch_size=cfg.batch_size, reporter=reporter, total=len(data.val_indices))
         return {"val_miou": round(cm.mean_iou(), 4), "val_pixel_acc": round(cm.pixel_accuracy(), 4)}, cm.mean_iou()
 
-    return run_epochs(out=out, epochs=cfg.epochs, steps_per_epoch=data.steps_per_epoch, progress=progress,
-                      best_key="best_miou", model=model, optimizer=optimizer, scheduler=scheduler,
-                      reporter=reporter, step_loss=step_loss, evaluate=evaluate,
-                      weights_meta=lambda metrics, steps: weights_meta(cfg, metrics, steps),
-                      checkpoint=checkpoint)
+    return run_epochs(cfg, out, resume=resume, steps_per_epoch=data.steps_per_epoch, best_key="best_miou",
+                      model=model, params=list(model.parameters()), reporter=reporter, step_loss=step_loss,
+                      evaluate=evaluate, weights_meta=lambda metrics, steps: weights_meta(cfg, metrics, steps))
