@@ -82,10 +82,8 @@ def register(app: typer.Typer) -> None:
         opts: Options,
     ) -> None:
         """Train the small Faster R-CNN (progress, per-epoch mAP, checkpoints; Ctrl-C saves, --resume continues)."""
-        from dlcli import render
+        from dlcli.cli.commands._vision_train import finish_vision_train
         from dlcli.errors import InputError
-        from dlcli.results import Provenance, VisionTrainReport
-        from dlcli.tasks.detect import register_trained
         from dlcli.training.detect import DetectTrainConfig, train_detector
 
         if (out is None) == (resume is None):
@@ -95,14 +93,7 @@ def register(app: typer.Typer) -> None:
                                 backbone=backbone, init_from=init_from, freeze_backbone=freeze_backbone, seed=opts.seed if opts.seed is not None else 0)
         rt, reporter = opts.start()
         summary = train_detector(cfg, resume or out, rt, resume=resume is not None, reporter=reporter)  # type: ignore[arg-type]
-        registered = register_trained(name, summary.best, task="detect", force=force)
-        report = VisionTrainReport(task="detect", out=summary.out, best=summary.best, registered=registered,
-                                   epochs=summary.epochs, metrics=summary.metrics, seconds=summary.seconds,
-                                   provenance=Provenance.collect(rt, registered, None))
-        if opts.json:
-            render.emit_json(report.to_dict())
-        else:
-            render.render_vision_train(report, "dl detect IMAGE")
+        finish_vision_train("detect", summary, name, force, rt, opts)
 
     @command(grp, "eval")
     def eval_(

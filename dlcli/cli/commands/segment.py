@@ -66,10 +66,8 @@ def register(app: typer.Typer) -> None:
         opts: Options,
     ) -> None:
         """Train the small FCN (progress, per-epoch mIoU, checkpoints; Ctrl-C saves, --resume continues)."""
-        from dlcli import render
+        from dlcli.cli.commands._vision_train import finish_vision_train
         from dlcli.errors import InputError
-        from dlcli.results import Provenance, VisionTrainReport
-        from dlcli.tasks.detect import register_trained
         from dlcli.training.segment import SegmentTrainConfig, train_segmenter
 
         if (out is None) == (resume is None):
@@ -79,14 +77,7 @@ def register(app: typer.Typer) -> None:
                                  seed=opts.seed if opts.seed is not None else 0)
         rt, reporter = opts.start()
         summary = train_segmenter(cfg, resume or out, rt, resume=resume is not None, reporter=reporter)  # type: ignore[arg-type]
-        registered = register_trained(name, summary.best, task="segment", force=force)
-        report = VisionTrainReport(task="segment", out=summary.out, best=summary.best, registered=registered,
-                                   epochs=summary.epochs, metrics=summary.metrics, seconds=summary.seconds,
-                                   provenance=Provenance.collect(rt, registered, None))
-        if opts.json:
-            render.emit_json(report.to_dict())
-        else:
-            render.render_vision_train(report, "dl segment IMAGE")
+        finish_vision_train("segment", summary, name, force, rt, opts)
 
     @command(grp, "eval")
     def eval_(
