@@ -23,7 +23,7 @@ import torch
 
 from dlcli.errors import DataError, InputError
 from dlcli.progress import NullReporter, Reporter
-from dlcli.training.epochs import TrainSummary, open_run, run_epochs
+from dlcli.training.epochs import TrainSummary, batched, open_run, run_epochs
 
 ARCH = "fasterrcnn_small"
 LICENSE = "MIT (trained by the dlcli authors on generated scenes)"
@@ -199,9 +199,8 @@ def evaluate_detector(model: torch.nn.Module, samples: Sequence[Sample] | Iterat
     was_training = model.training
     model.eval()
     reporter.start("evaluating", total=total, unit="img")
-    batch: list[Sample] = []
 
-    def flush() -> None:
+    def flush(batch: list[Sample]) -> None:
         with runtime.inference():
             outs = model([runtime.to(x) for x, _ in batch])
         for (_, t), o in zip(batch, outs):
@@ -209,15 +208,10 @@ def evaluate_detector(model: torch.nn.Module, samples: Sequence[Sample] | Iterat
                                        o["scores"].float().cpu().numpy()))
             gts.append(ImageBoxes.of(t["boxes"].numpy(), t["labels"].numpy()))
         reporter.advance(len(batch))
-        batch.clear()
 
     try:
-        for sample in samples:
-            batch.append(sample)
-            if len(batch) == batch_size:
-                flush()
-        if batch:
-            flush()
+        for batch in batched(samples, batch_size):
+            flush(batch)
     finally:
         reporter.finish()
         model.train(was_training)

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from dlcli.errors import DataError, InputError
 from dlcli.progress import NullReporter, Reporter
-from dlcli.training.epochs import TrainSummary, open_run, run_epochs
+from dlcli.training.epochs import TrainSummary, batched, open_run, run_epochs
 
 ARCH = "fcn_small"
 LICENSE = "MIT (trained by the dlcli authors on generated scenes)"
@@ -172,9 +172,8 @@ def evaluate_segmenter(model: torch.nn.Module, samples: Sequence[Sample] | Itera
     was_training = model.training
     model.eval()
     reporter.start("evaluating", total=total, unit="img")
-    batch: list[Sample] = []
 
-    def flush() -> None:
+    def flush(batch: list[Sample]) -> None:
         # Same-size images are stacked; mixed sizes run one by one.
         groups: dict[tuple[int, int], list[Sample]] = {}
         for x, m in batch:
@@ -189,15 +188,10 @@ def evaluate_segmenter(model: torch.nn.Module, samples: Sequence[Sample] | Itera
                     lg = F.interpolate(lg[None], size=tuple(m.shape[-2:]), mode="bilinear", align_corners=False)[0]
                 cm.update(m.numpy(), lg.argmax(0).cpu().numpy())
         reporter.advance(len(batch))
-        batch.clear()
 
     try:
-        for sample in samples:
-            batch.append(sample)
-            if len(batch) == batch_size:
-                flush()
-        if batch:
-            flush()
+        for batch in batched(samples, batch_size):
+            flush(batch)
     finally:
         reporter.finish()
         model.train(was_training)
