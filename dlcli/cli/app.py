@@ -103,6 +103,19 @@ def report_error(message: str) -> None:
     Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]Error:[/] {message}", markup=True)
 
 
+def raise_for_failures(failed: int, succeeded: int, verb: str) -> None:
+    """End a batch command that skipped unreadable inputs: exit 2 when nothing was `verb`ed, else
+    exit 7 (partial). The failures themselves were reported as they happened."""
+    from dlcli.errors import InputError, PartialFailure
+
+    if not failed:
+        return
+    total = failed + succeeded
+    if not succeeded:
+        raise InputError(f"none of the {total} inputs could be {verb}")
+    raise PartialFailure(f"{failed} of {total} inputs failed and were skipped")
+
+
 def run_guarded(debug: bool, fn: Callable[[], Any]) -> Any:
     """Run a command body: typed errors -> `Error: …` + exit code; Ctrl-C -> 130; a bug -> a
     one-line message (the traceback with --debug)."""

@@ -18,7 +18,7 @@ from dlcli.errors import InputError, WeightsError
 from dlcli.progress import NullReporter, Reporter
 from dlcli.tasks._placed import PlacedModel
 from dlcli.weights import registry
-from dlcli.weights.spec import Arch, PackageSource, TorchvisionSource, WeightsSpec
+from dlcli.weights.spec import Arch, PackageSource, WeightsSpec
 
 TASK = "classify"
 
@@ -88,18 +88,11 @@ def build_efficientnet_lite0(num_classes: int = 1000) -> Any:
 # --- registration --------------------------------------------------------------------------------
 
 for _arch, (_enum, _config) in TORCHVISION_ZOO.items():
-    registry.register_arch(Arch(
-        _arch, TASK, _torchvision_builder(_arch),
-        description=f"torchvision {_arch}",
-        default_config=dict(_config),
-        finalize=_drop_aux_heads if _arch == "googlenet" else None,
-    ))
-    registry.register(WeightsSpec(
-        name=f"{_arch}.imagenet", arch=_arch, task=TASK, source=TorchvisionSource(_enum),
-        preprocess="imagenet", license=TORCHVISION_LICENSE,
-        recipe=f"torchvision {_enum} (accuracy and recipe in its meta)",
-        description=f"{_arch} trained on ImageNet-1K (torchvision {_enum})",
-    ), default=(_arch == DEFAULT_ARCH))
+    registry.register_torchvision(
+        _arch, TASK, _torchvision_builder(_arch), _enum, "imagenet", license=TORCHVISION_LICENSE,
+        description=f"{_arch} trained on ImageNet-1K (torchvision {_enum})", default_config=_config,
+        finalize=_drop_aux_heads if _arch == "googlenet" else None, default=(_arch == DEFAULT_ARCH),
+    )
 
 registry.register_arch(Arch(
     "efficientnet_lite0", TASK, build_efficientnet_lite0,

@@ -93,14 +93,11 @@ def _tensor01(spec: WeightsSpec, args: dict[str, Any]) -> Callable[[Any], Any]:
 register_preset(Preset("tensor01", _tensor01, "RGB", "RGB scaled to [0, 1], original size (detectors, small FCN)"))
 
 for _arch, (_fn, _enum, _ap) in TORCHVISION_DETECTORS.items():
-    registry.register_arch(Arch(_arch, TASK, _torchvision_builder(_arch), description=f"torchvision {_fn}",
-                                default_config={"num_classes": 91}))
-    registry.register(WeightsSpec(
-        name=f"{_arch}.coco", arch=_arch, task=TASK, source=TorchvisionSource(_enum),
-        preprocess="imagenet", license=TORCHVISION_LICENSE, metrics={"box_ap_coco": _ap},
-        recipe=f"torchvision {_enum} (recipe in its meta)",
+    registry.register_torchvision(
+        _arch, TASK, _torchvision_builder(_arch), _enum, "coco", license=TORCHVISION_LICENSE,
         description=f"{_fn} trained on COCO 2017 (box AP {_ap}; torchvision {_enum})",
-    ), default=(_arch == DEFAULT_ARCH))
+        metrics={"box_ap_coco": _ap}, default_config={"num_classes": 91}, default=(_arch == DEFAULT_ARCH),
+    )
 
 registry.register_arch(Arch(
     "fasterrcnn_small", TASK, build_fasterrcnn_small,

@@ -16,7 +16,7 @@ from dlcli.errors import InputError, WeightsError
 from dlcli.progress import NullReporter, Reporter
 from dlcli.tasks._placed import PlacedModel
 from dlcli.weights import registry
-from dlcli.weights.spec import Arch, TorchvisionSource, WeightsSpec
+from dlcli.weights.spec import Arch
 
 TASK = "segment"
 BUNDLED = "fcn_small.scenes"
@@ -59,14 +59,11 @@ def build_fcn_small(**config: Any) -> Any:
 
 
 for _arch, (_enum, _config, _miou) in TORCHVISION_SEGMENTERS.items():
-    registry.register_arch(Arch(_arch, TASK, _torchvision_builder(_arch), description=f"torchvision {_arch}",
-                                default_config=dict(_config), finalize=_drop_aux))
-    registry.register(WeightsSpec(
-        name=f"{_arch}.coco_voc", arch=_arch, task=TASK, source=TorchvisionSource(_enum),
-        preprocess="imagenet", license=TORCHVISION_LICENSE, metrics={"miou_coco_voc": _miou},
-        recipe=f"torchvision {_enum} (recipe in its meta)",
+    registry.register_torchvision(
+        _arch, TASK, _torchvision_builder(_arch), _enum, "coco_voc", license=TORCHVISION_LICENSE,
         description=f"{_arch} on COCO with the 20 VOC classes (mIoU {_miou}; torchvision {_enum})",
-    ), default=(_arch == DEFAULT_ARCH))
+        metrics={"miou_coco_voc": _miou}, default_config=_config, finalize=_drop_aux, default=(_arch == DEFAULT_ARCH),
+    )
 
 registry.register_arch(Arch(
     "fcn_small", TASK, build_fcn_small,

@@ -17,7 +17,7 @@ import threading
 from typing import Any, Iterable
 
 from dlcli.errors import WeightsError
-from dlcli.weights.spec import Arch, BundledSource, ImportedSource, WeightsSpec, split_name
+from dlcli.weights.spec import Arch, BundledSource, ImportedSource, TorchvisionSource, WeightsSpec, split_name
 
 TASKS = ("classify", "detect", "segment", "caption", "stylize", "generate", "dqn")
 
@@ -36,6 +36,21 @@ def register_arch(arch: Arch) -> Arch:
         raise ValueError(f"duplicate architecture name {arch.name!r}")
     _archs[arch.name] = arch
     return arch
+
+
+def register_torchvision(arch: str, task: str, build: Any, enum: str, tag: str, *, license: str,
+                         description: str, metrics: dict[str, float] | None = None,
+                         default_config: dict[str, Any] | None = None, finalize: Any = None,
+                         default: bool = False) -> WeightsSpec:
+    """A torchvision architecture and its pretrained `arch.tag` entry (the enum member, e.g.
+    "ResNet50_Weights.IMAGENET1K_V2", is resolved and its hash checked by the loader)."""
+    register_arch(Arch(arch, task, build, description=f"torchvision {arch}", default_config=dict(default_config or {}),
+                       finalize=finalize))
+    return register(WeightsSpec(
+        name=f"{arch}.{tag}", arch=arch, task=task, source=TorchvisionSource(enum), preprocess="imagenet",
+        license=license, metrics=dict(metrics or {}), recipe=f"torchvision {enum} (recipe in its meta)",
+        description=description,
+    ), default=default)
 
 
 def register(spec: WeightsSpec, *, default: bool = False, replace: bool = False) -> WeightsSpec:

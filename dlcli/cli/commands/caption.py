@@ -30,8 +30,7 @@ def register(app: typer.Typer) -> None:
         """Caption images: a table of the best caption per image, or JSON with every beam candidate
         and its log-probability. Exit code 7 when some inputs could not be read."""
         from dlcli import render
-        from dlcli.cli.app import report_error
-        from dlcli.errors import InputError, PartialFailure
+        from dlcli.cli.app import raise_for_failures, report_error
         from dlcli.tasks import caption as task
 
         rt, reporter = opts.start()
@@ -44,11 +43,7 @@ def register(app: typer.Typer) -> None:
             render.emit_json(report.to_dict())
         elif report.images:
             render.render_caption_report(report, all_candidates)
-        if report.failures:
-            total = len(report.failures) + len(report.images)
-            if not report.images:
-                raise InputError(f"none of the {total} inputs could be captioned")
-            raise PartialFailure(f"{len(report.failures)} of {total} inputs failed and were skipped")
+        raise_for_failures(len(report.failures), len(report.images), "captioned")
 
     @command(grp, "train")
     def train(

@@ -33,8 +33,8 @@ def register(app: typer.Typer) -> None:
         Exit code 7 when some inputs could not be read (they are reported and skipped)."""
         from dlcli import render
         from dlcli.atomic import check_writable
-        from dlcli.cli.app import report_error
-        from dlcli.errors import InputError, PartialFailure
+        from dlcli.cli.app import raise_for_failures, report_error
+        from dlcli.errors import InputError
         from dlcli.tasks import classify as task
 
         if opts.json and jsonl:
@@ -84,11 +84,7 @@ def register(app: typer.Typer) -> None:
 
             media.save_image(task.preprocessed_image(seen, clf.spec), show_preprocessed, force=True)
             reporter.message(f"saved what the network saw to {show_preprocessed}")
-        if report.failures:
-            total = len(report.failures) + len(report.images)
-            if not report.images:
-                raise InputError(f"none of the {total} inputs could be classified")
-            raise PartialFailure(f"{len(report.failures)} of {total} inputs failed and were skipped")
+        raise_for_failures(len(report.failures), len(report.images), "classified")
 
     @command(grp, "train")
     def train(

@@ -30,8 +30,7 @@ def register(app: typer.Typer) -> None:
 
         Exit code 7 when some inputs could not be read (they are reported and skipped)."""
         from dlcli import render
-        from dlcli.cli.app import report_error
-        from dlcli.errors import InputError, PartialFailure
+        from dlcli.cli.app import raise_for_failures, report_error
         from dlcli.tasks import segment as task
 
         rt, reporter = opts.start()
@@ -43,11 +42,7 @@ def register(app: typer.Typer) -> None:
             render.emit_json(report.to_dict())
         else:
             render.render_segment(report)
-        if report.failures:
-            total = len(report.failures) + len(report.images)
-            if not report.images:
-                raise InputError(f"none of the {total} inputs could be read")
-            raise PartialFailure(f"{len(report.failures)} of {total} inputs failed and were skipped")
+        raise_for_failures(len(report.failures), len(report.images), "read")
 
     @command(grp, "train")
     def train(
