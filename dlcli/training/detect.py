@@ -13,7 +13,6 @@ have seen without the interruption.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -23,7 +22,7 @@ import torch
 
 from dlcli.errors import DataError, InputError
 from dlcli.progress import NullReporter, Reporter
-from dlcli.training.epochs import TrainSummary, batched, open_run, run_epochs
+from dlcli.training.epochs import SplitData, TrainSummary, batched, open_run, run_epochs
 
 ARCH = "fasterrcnn_small"
 LICENSE = "MIT (trained by the dlcli authors on generated scenes)"
@@ -136,53 +135,20 @@ class CocoDetection:
         }
 
 
-class TrainData:
-    """Batches for step `s` of a run and the validation samples, whatever the source."""
+class TrainData(SplitData):
+    """Lists of (image, target) samples for step `s` of a run, and the validation samples."""
 
     def __init__(self, cfg: DetectTrainConfig) -> None:
-        self.cfg = cfg
-        if cfg.data == "scenes":
-            from dlcli.data import scenes
-
-            self.scenes = scenes
-            self.coco = None
-            self.classes = list(scenes.CLASS_NAMES)
-            self.steps_per_epoch = cfg.steps_per_epoch
-            self.val_indices: list[int] = list(range(cfg.val_size))
-        else:
-            self.scenes = None
-            self.coco = CocoDetection(Path(cfg.data), Path(cfg.images) if cfg.images else None)
-            self.classes = self.coco.classes
-            n = len(self.coco)
-            n_val = max(1, n // 10) if n > 1 else 0
-            self.train_indices = list(range(n - n_val))
-            self.val_indices = list(range(n - n_val, n))
-            if not self.train_indices:
-                raise DataError(f"{cfg.data}: too few images to train on (have {n})")
-            self.steps_per_epoch = max(1, math.ceil(len(self.train_indices) / cfg.batch_size))
+        super().__init__(cfg, None if cfg.data == "scenes" else
+                         CocoDetection(Path(cfg.data), Path(cfg.images) if cfg.images else None))
 
     def batch(self, epoch: int, step_in_epoch: int) -> list[Sample]:
-        b = self.cfg.batch_size
-        if self.scenes is not None:
-            start = (epoch * self.steps_per_epoch + step_in_epoch) * b
-            return [self._scene(self.scenes.TRAIN_SEED, start + i) for i in range(b)]
-        assert self.coco is not None
-        # A fresh, seeded permutation per epoch: resuming mid-epoch sees the same order.
-        perm = np.random.default_rng([self.cfg.seed, epoch]).permutation(self.train_indices)
-        chosen = perm[step_in_epoch * b:(step_in_epoch + 1) * b]
-        return [self.coco[int(i)] for i in chosen]
+        return self.items(epoch, step_in_epoch)
 
-    def _scene(self, seed: int, index: int) -> Sample:
-        s = self.scenes.make_scene(seed, index, size=self.cfg.image_size)  # type: ignore[union-attr]
+    def scene_sample(self, seed: int, index: int) -> Sample:
+        s = self.scenes.make_scene(seed, index, size=self.cfg.image_size)
         x = torch.from_numpy(s.image).permute(2, 0, 1).float().div_(255.0)
         return x, {"boxes": torch.from_numpy(s.boxes), "labels": torch.from_numpy(s.labels)}
-
-    def validation(self) -> Iterator[Sample]:
-        for i in self.val_indices:
-            if self.scenes is not None:
-                yield self._scene(self.scenes.VAL_SEED, i)
-            else:
-                yield self.coco[i]  # type: ignore[index]
 
 
 # --- evaluation -----------------------------------------------------------------------------------

@@ -31,6 +31,50 @@ class TrainSummary:
     seconds: float
 
 
+class SplitData:
+    """Training batches and validation samples from the synthetic scene world (an endless stream:
+    step s of the run reads scenes s*b .. s*b+b-1 of the training seed; the validation seed's first
+    `val_size` scenes) or from a finite `dataset` (the last tenth held out; a seeded permutation per
+    epoch, so a run resumed mid-epoch sees the same order). Subclasses turn a scene into a sample."""
+
+    def __init__(self, cfg: Any, dataset: Any = None) -> None:
+        self.cfg = cfg
+        self.dataset = dataset
+        if dataset is None:
+            from dlcli.data import scenes
+
+            self.scenes: Any = scenes
+            self.classes = list(scenes.CLASS_NAMES)
+            self.steps_per_epoch = cfg.steps_per_epoch
+            self.train_indices: list[int] = []
+            self.val_indices: list[int] = list(range(cfg.val_size))
+            return
+        self.scenes = None
+        self.classes = list(dataset.classes)
+        n = len(dataset)
+        n_val = max(1, n // 10) if n > 1 else 0
+        self.train_indices = list(range(n - n_val))
+        self.val_indices = list(range(n - n_val, n))
+        if not self.train_indices:
+            raise DataError(f"{cfg.data}: too few images to train on (have {n})")
+        self.steps_per_epoch = max(1, math.ceil(len(self.train_indices) / cfg.batch_size))
+
+    def scene_sample(self, seed: int, index: int) -> Any:
+        raise NotImplementedError
+
+    def items(self, epoch: int, step_in_epoch: int) -> list[Any]:
+        b = self.cfg.batch_size
+        if self.scenes is not None:
+            start = (epoch * self.steps_per_epoch + step_in_epoch) * b
+            return [self.scene_sample(self.scenes.TRAIN_SEED, start + i) for i in range(b)]
+        perm = np.random.default_rng([self.cfg.seed, epoch]).permutation(self.train_indices)
+        return [self.dataset[int(i)] for i in perm[step_in_epoch * b:(step_in_epoch + 1) * b]]
+
+    def validation(self) -> Iterator[Any]:
+        for i in self.val_indices:
+            yield self.scene_sample(self.scenes.VAL_SEED, i) if self.scenes is not None else self.dataset[i]
+
+
 def warmup_cosine(total_steps: int, warmup: int, floor: float = 0.05) -> Callable[[int], float]:
     """LR multiplier: linear warm-up over `warmup` steps, then cosine from 1 down to `floor`."""
     total = max(1, total_steps)

@@ -11,7 +11,6 @@ background first).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -22,7 +21,7 @@ import torch.nn.functional as F
 
 from dlcli.errors import DataError, InputError
 from dlcli.progress import NullReporter, Reporter
-from dlcli.training.epochs import TrainSummary, batched, open_run, run_epochs
+from dlcli.training.epochs import SplitData, TrainSummary, batched, open_run, run_epochs
 
 ARCH = "fcn_small"
 LICENSE = "MIT (trained by the dlcli authors on generated scenes)"
@@ -113,47 +112,20 @@ class MaskFolder:
         return torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1).float().div_(255.0), torch.from_numpy(arr)
 
 
-class SegData:
+class SegData(SplitData):
+    """Stacked (images, masks) batches for step `s` of a run, and the validation samples."""
+
     def __init__(self, cfg: SegmentTrainConfig) -> None:
-        self.cfg = cfg
-        if cfg.data == "scenes":
-            from dlcli.data import scenes
+        super().__init__(cfg, None if cfg.data == "scenes" else MaskFolder(Path(cfg.data), cfg.image_size))
 
-            self.scenes = scenes
-            self.folder = None
-            self.classes = list(scenes.CLASS_NAMES)
-            self.steps_per_epoch = cfg.steps_per_epoch
-            self.val_indices = list(range(cfg.val_size))
-        else:
-            self.scenes = None
-            self.folder = MaskFolder(Path(cfg.data), cfg.image_size)
-            self.classes = self.folder.classes
-            n = len(self.folder)
-            n_val = max(1, n // 10) if n > 1 else 0
-            self.train_indices = list(range(n - n_val))
-            self.val_indices = list(range(n - n_val, n))
-            if not self.train_indices:
-                raise DataError(f"{cfg.data}: too few images to train on (have {n})")
-            self.steps_per_epoch = max(1, math.ceil(len(self.train_indices) / cfg.batch_size))
-
-    def _scene(self, seed: int, index: int) -> Sample:
-        s = self.scenes.make_scene(seed, index, size=self.cfg.image_size)  # type: ignore[union-attr]
+    def scene_sample(self, seed: int, index: int) -> Sample:
+        s = self.scenes.make_scene(seed, index, size=self.cfg.image_size)
         return (torch.from_numpy(s.image).permute(2, 0, 1).float().div_(255.0),
                 torch.from_numpy(s.semantic.astype(np.int64)))
 
     def batch(self, epoch: int, step_in_epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
-        b = self.cfg.batch_size
-        if self.scenes is not None:
-            start = (epoch * self.steps_per_epoch + step_in_epoch) * b
-            items = [self._scene(self.scenes.TRAIN_SEED, start + i) for i in range(b)]
-        else:
-            perm = np.random.default_rng([self.cfg.seed, epoch]).permutation(self.train_indices)
-            items = [self.folder[int(i)] for i in perm[step_in_epoch * b:(step_in_epoch + 1) * b]]  # type: ignore[index]
+        items = self.items(epoch, step_in_epoch)
         return torch.stack([x for x, _ in items]), torch.stack([m for _, m in items])
-
-    def validation(self) -> Iterator[Sample]:
-        for i in self.val_indices:
-            yield self._scene(self.scenes.VAL_SEED, i) if self.scenes is not None else self.folder[i]  # type: ignore[index]
 
 
 def logits_of(output: Any) -> torch.Tensor:
