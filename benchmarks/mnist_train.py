@@ -4,11 +4,15 @@
    fp32 (NCHW), fp32 + channels_last, bf16 autocast + channels_last; printed as images/s and as
    ratios against fp32. (bf16 is only fast on CPUs with AVX512-BF16 or AMX; on AVX2-only CPUs it
    is emulated and much slower: the ratio says which this machine is.)
-2. Unless --epochs 0: the book's recipe trained for --epochs with the chosen set-up (--train-as),
-   printing each epoch and the wall time at which the test accuracy first reached 99.38% (the
-   book's figure; the book's NumPy code runs at about 114 images/s, 20 epochs in ~3 h).
+2. Unless --epochs 0: a recipe trained with the chosen set-up (--train-as), printing each epoch
+   and the wall time (test evaluations included) at which the test accuracy first reached 99.38%
+   (the book's figure; the book's NumPy code runs at about 114 images/s, 20 epochs in ~3 h).
+   --recipe book: Adam 0.001, constant, batch 100, 20 epochs, no augmentation (the book's).
+   --recipe fast: the same network and optimiser with a higher peak rate annealed to zero
+   (cosine) over 5 epochs: the issue's target is 99.38% within 5 minutes on this 2-core CPU.
 
     python benchmarks/mnist_train.py --data ../shared/data/MNIST/raw                 # both parts
+    python benchmarks/mnist_train.py --data ../shared/data/MNIST/raw --recipe fast --steps 20
     python benchmarks/mnist_train.py --data ../shared/data/MNIST/raw --epochs 0      # throughput only
 """
 
@@ -29,6 +33,13 @@ from dlcli.data.mnist import load_mnist  # noqa: E402
 from dlcli.device import Runtime  # noqa: E402
 from dlcli.models.deepconvnet import DeepConvNet  # noqa: E402
 from dlcli.training.mnist import BOOK_ACCURACY, MnistTrainConfig, to_float, train_member  # noqa: E402
+
+# name -> (epochs, lr, schedule); all batch 100, Adam, no augmentation.
+RECIPES = {
+    "book": (20, 1e-3, "none"),
+    "fast": (5, 2e-3, "cosine"),
+}
+TARGET_SECONDS = 300.0
 
 SETUPS = {
     "fp32": ("fp32", False),
@@ -64,7 +75,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", required=True, help="folder with the MNIST IDX files")
     ap.add_argument("--steps", type=int, default=60, help="timed steps per set-up (batch 100)")
-    ap.add_argument("--epochs", type=int, default=20, help="epochs of the book's recipe to train (0: skip)")
+    ap.add_argument("--recipe", choices=sorted(RECIPES), default="book", help="what the training part runs")
+    ap.add_argument("--epochs", type=int, default=None, help="epochs to train (default: the recipe's; 0: skip)")
+    ap.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the recipe's)")
     ap.add_argument("--train-as", choices=sorted(SETUPS), default="fp32-cl", help="set-up used for the training part")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
@@ -84,9 +97,12 @@ def main() -> None:
         figures[f"{name}_images_per_s"] = ips
         print(f"{name:8s} {ips:8.0f} images/s   x{ips / base:.2f} vs fp32", flush=True)
 
-    if args.epochs > 0:
+    epochs, lr, schedule = RECIPES[args.recipe]
+    epochs = epochs if args.epochs is None else args.epochs
+    lr = lr if args.lr is None else args.lr
+    if epochs > 0:
         precision, cl = SETUPS[args.train_as]
-        cfg = MnistTrainConfig(epochs=args.epochs, batch_size=100, lr=1e-3, augment=False, lr_schedule="none",
+        cfg = MnistTrainConfig(epochs=epochs, batch_size=100, lr=lr, augment=False, lr_schedule=schedule,
                                seed=0, channels_last=cl, checkpoint_every=0)
         data = {"train_x": train_x, "train_y": train_y, "test_x": test_x, "test_y": test_y}
 
@@ -101,12 +117,15 @@ def main() -> None:
         res = train_member(cfg, data, Runtime.create("cpu", precision), member_seed=0, out_dir=None, reporter=Rows())
         total = time.perf_counter() - t0
         reach = res.time_to(BOOK_ACCURACY)
-        figures.update({"train_as": args.train_as, "epochs": args.epochs, "final_test_acc": res.test_acc,
-                        "final_errors": res.test_errors, "seconds": total,
-                        "seconds_to_book_accuracy": reach})
-        print(f"book recipe, {args.epochs} epochs as {args.train_as}: {res.test_acc:.2%} ({res.test_errors} errors) "
-              f"in {total:.0f} s; first >= {BOOK_ACCURACY:.2%} after "
-              + (f"{reach:.0f} s" if reach is not None else "never"), flush=True)
+        figures.update({"recipe": args.recipe, "lr": lr, "lr_schedule": schedule, "train_as": args.train_as,
+                        "epochs": epochs, "final_test_acc": res.test_acc, "final_errors": res.test_errors,
+                        "seconds": total, "seconds_to_book_accuracy": reach,
+                        "within_target": reach is not None and reach <= TARGET_SECONDS})
+        print(f"{args.recipe} recipe (lr {lr:g}, schedule {schedule}), {epochs} epochs as {args.train_as}: "
+              f"{res.test_acc:.2%} ({res.test_errors} errors) in {total:.0f} s; first >= {BOOK_ACCURACY:.2%} after "
+              + (f"{reach:.0f} s" if reach is not None else "never")
+              + f" (target: within {TARGET_SECONDS:.0f} s: {'met' if figures['within_target'] else 'missed'})",
+              flush=True)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
 
