@@ -29,7 +29,7 @@ def test_profile_conv_heavy_net_shares_add_up() -> None:
 
     net = nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(),
                         nn.MaxPool2d(2), nn.Flatten(), nn.Linear(32 * 16 * 16, 10)).eval()
-    r = profile_module(net, Runtime.create("cpu"), (3, 32, 32), warmup=1, repeats=3, name="toy")
+    r = profile_module(net, Runtime.create("cpu"), (3, 32, 32), warmup=1, repeats=7, name="toy")
     shares = {c.category: c for c in r.categories}
     assert sum(c.share for c in r.categories) == pytest.approx(1.0, abs=1e-6)
     assert shares["conv"].calls == 2 and shares["activation"].calls == 2 and shares["fc"].calls == 1

@@ -3,8 +3,9 @@ activation, other) — the book's figure 8-14 (conv ~89% of AlexNet's time on a 
 
 Method: forward hooks on every leaf module time each call between two device synchronisations
 (so GPU kernels are counted where they run, not where they were queued), after warm-up passes,
-over repeated passes. A plain forward pass without hooks is timed too: the difference between it
-and the hooked layers' sum is work done outside modules (functional adds, concatenations,
+over repeated passes (per layer type the median pass counts, so one preemption on a busy machine
+does not skew a share). A plain forward pass is timed too: the difference between it and the
+hooked layers' sum is work done outside modules (functional adds, concatenations,
 flattening) plus the hooks' own cost; it is reported under "other (outside modules)" so that the
 shares of the named types are never inflated.
 """
@@ -57,7 +58,9 @@ def profile_module(model: Any, runtime: Any, input_shape: tuple[int, ...], *, ba
     leaves = [m for _, m in layer_modules(model)]
     # One leaf module object may be called several times per pass (torchvision's ResNet reuses its
     # ReLU): time each call.
-    spent: dict[str, float] = defaultdict(float)
+    # Time per layer type, one dict per recorded pass: the report takes the median pass, so one
+    # preemption on a busy machine does not make a cheap layer look expensive.
+    passes: list[dict[str, float]] = []
     calls: dict[str, int] = defaultdict(int)
     starts: list[float] = []
     recording = {"on": False}
@@ -70,7 +73,8 @@ def profile_module(model: Any, runtime: Any, input_shape: tuple[int, ...], *, ba
         runtime.synchronize()
         dt = time.perf_counter() - starts.pop()
         if recording["on"]:
-            spent[type(module).__name__] += dt
+            spent = passes[-1]
+            spent[type(module).__name__] = spent.get(type(module).__name__, 0.0) + dt
             calls[type(module).__name__] += 1
 
     categories_of_type: dict[str, str] = {type(m).__name__: category_of(m) for m in leaves}
@@ -92,23 +96,24 @@ def profile_module(model: Any, runtime: Any, input_shape: tuple[int, ...], *, ba
     try:
         one_pass()  # a warm-up with hooks
         recording["on"] = True
-        hooked_total = 0.0
+        hooked: list[float] = []
         for _ in range(repeats):
-            hooked_total += one_pass()
+            passes.append({})
+            hooked.append(one_pass())
     finally:
         recording["on"] = False
         for h in handles:
             h.remove()
 
     forward = statistics.median(plain)
-    per_pass = {t: s / repeats for t, s in spent.items()}
+    per_pass = {t: statistics.median(p.get(t, 0.0) for p in passes) for t in calls}
     layer_sum = sum(per_pass.values())
     by_cat: dict[str, float] = defaultdict(float)
     cat_calls: dict[str, int] = defaultdict(int)
     for t, s in per_pass.items():
         by_cat[categories_of_type[t]] += s
         cat_calls[categories_of_type[t]] += calls[t] // repeats
-    outside = max(0.0, hooked_total / repeats - layer_sum)
+    outside = max(0.0, statistics.median(hooked) - layer_sum)
     denom = layer_sum + outside
     cats = [ProfileShare(c, by_cat[c] * 1e3, by_cat[c] / denom if denom else 0.0, cat_calls[c])
             for c in CATEGORIES if by_cat.get(c)]
