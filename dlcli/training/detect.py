@@ -22,7 +22,7 @@ import torch
 
 from dlcli.errors import DataError, InputError
 from dlcli.progress import NullReporter, Reporter
-from dlcli.training.epochs import SplitData, TrainSummary, batched, open_run, run_epochs
+from dlcli.training.epochs import SplitData, TrainSummary, batched, open_run, run_epochs, scene_weights_meta
 
 ARCH = "fasterrcnn_small"
 LICENSE = "MIT (trained by the dlcli authors on generated scenes)"
@@ -191,19 +191,9 @@ def weights_meta(cfg: DetectTrainConfig, metrics: dict[str, Any], steps: int) ->
     data = "synthetic scenes (dlcli.data.scenes, train seed 0)" if cfg.data == "scenes" else f"COCO-format {cfg.data}"
     start = f"backbone initialised from {cfg.init_from}'s encoder, " if cfg.init_from else ""
     start += "encoder frozen, " if cfg.freeze_backbone else ""
-    return {
-        "arch": ARCH,
-        "task": "detect",
-        "config": cfg.model_config(),
-        "labels": list(cfg.classes),
-        "preprocess": "tensor01",
-        "preprocess_args": {},
-        "metrics": metrics,
-        "recipe": (f"dl detect train on {data}: {start}{steps} steps x batch {cfg.batch_size}, AdamW lr {cfg.lr} "
-                   f"(warm-up {cfg.warmup_steps}, cosine), weight decay {cfg.weight_decay}, seed {cfg.seed}"),
-        "license": LICENSE,
-        "extra": {},
-    }
+    recipe = (f"dl detect train on {data}: {start}{steps} steps x batch {cfg.batch_size}, AdamW lr {cfg.lr} "
+              f"(warm-up {cfg.warmup_steps}, cosine), weight decay {cfg.weight_decay}, seed {cfg.seed}")
+    return scene_weights_meta(cfg, arch=ARCH, task="detect", metrics=metrics, recipe=recipe, license=LICENSE)
 
 
 def init_backbone(model: torch.nn.Module, name: str) -> int:

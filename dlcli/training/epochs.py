@@ -75,6 +75,24 @@ class SplitData:
             yield self.scene_sample(self.scenes.VAL_SEED, i) if self.scenes is not None else self.dataset[i]
 
 
+def scene_weights_meta(cfg: Any, *, arch: str, task: str, metrics: dict[str, Any], recipe: str,
+                       license: str) -> dict[str, Any]:
+    """What `store.save_weights_file` records for a scene trainer's output, so that --weights-file
+    rebuilds the model (its config and labels) and feeds it [0, 1] tensors."""
+    return {
+        "arch": arch,
+        "task": task,
+        "config": cfg.model_config(),
+        "labels": list(cfg.classes),
+        "preprocess": "tensor01",
+        "preprocess_args": {},
+        "metrics": metrics,
+        "recipe": recipe,
+        "license": license,
+        "extra": {},
+    }
+
+
 def warmup_cosine(total_steps: int, warmup: int, floor: float = 0.05) -> Callable[[int], float]:
     """LR multiplier: linear warm-up over `warmup` steps, then cosine from 1 down to `floor`."""
     total = max(1, total_steps)

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from dlcli.errors import DataError, InputError
 from dlcli.progress import NullReporter, Reporter
-from dlcli.training.epochs import SplitData, TrainSummary, batched, open_run, run_epochs
+from dlcli.training.epochs import SplitData, TrainSummary, batched, open_run, run_epochs, scene_weights_meta
 
 ARCH = "fcn_small"
 LICENSE = "MIT (trained by the dlcli authors on generated scenes)"
@@ -172,20 +172,9 @@ def evaluate_segmenter(model: torch.nn.Module, samples: Sequence[Sample] | Itera
 
 def weights_meta(cfg: SegmentTrainConfig, metrics: dict[str, Any], steps: int) -> dict[str, Any]:
     data = "synthetic scenes (dlcli.data.scenes, train seed 0)" if cfg.data == "scenes" else f"mask folder {cfg.data}"
-    return {
-        "arch": ARCH,
-        "task": "segment",
-        "config": cfg.model_config(),
-        "labels": list(cfg.classes),
-        "preprocess": "tensor01",
-        "preprocess_args": {},
-        "metrics": metrics,
-        "recipe": (f"dl segment train on {data}: {steps} steps x batch {cfg.batch_size}, AdamW lr {cfg.lr} "
-                   f"(warm-up {cfg.warmup_steps}, cosine), weight decay {cfg.weight_decay}, cross-entropy, "
-                   f"seed {cfg.seed}"),
-        "license": LICENSE,
-        "extra": {},
-    }
+    recipe = (f"dl segment train on {data}: {steps} steps x batch {cfg.batch_size}, AdamW lr {cfg.lr} "
+              f"(warm-up {cfg.warmup_steps}, cosine), weight decay {cfg.weight_decay}, cross-entropy, seed {cfg.seed}")
+    return scene_weights_meta(cfg, arch=ARCH, task="segment", metrics=metrics, recipe=recipe, license=LICENSE)
 
 
 def train_segmenter(cfg: SegmentTrainConfig, out: Path, runtime: Any, *, resume: bool = False,
