@@ -4,7 +4,9 @@ accident."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -12,10 +14,20 @@ from typing import Iterator
 from dlcli.errors import InputError
 
 
+@functools.lru_cache(maxsize=1)
+def _new_file_mode() -> int:
+    """The mode `open()` would give a new file under this process's umask (read once: setting
+    the umask is the only way to read it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 @contextlib.contextmanager
 def atomic_target(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it is renamed over `path`, on any error
-    (Ctrl-C included) it is removed."""
+    (Ctrl-C included) it is removed. The result gets the permissions of the file it replaces, or
+    of any new file under the umask (mkstemp's private 0600 would otherwise leak through)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{path.suffix}", dir=path.parent)
@@ -23,6 +35,8 @@ def atomic_target(path: Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else _new_file_mode()
+        os.chmod(tmp_path, mode)
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)

@@ -145,3 +145,24 @@ def test_grid_and_boxes_draw():
     assert grid.size == (3 * 58 + 2, 2 * 58 + 2)
     boxed = media.draw_boxes(Image.new("RGB", (50, 50)), [(5, 5, 30, 30)], ["dog 0.9"], media.palette(1))
     assert boxed.getpixel((5, 20)) == media.palette(1)[0]
+
+
+def test_atomic_outputs_get_normal_permissions_not_mkstemps_private_ones(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    from dlcli.atomic import atomic_output, atomic_target
+
+    old = os.umask(0o022)
+    try:
+        with atomic_output(tmp_path / "new.png") as tmp:
+            tmp.write_bytes(b"x")
+        assert stat.S_IMODE((tmp_path / "new.png").stat().st_mode) == 0o644
+        shared = tmp_path / "shared.txt"
+        shared.write_text("old")
+        shared.chmod(0o664)
+        with atomic_target(shared) as tmp:
+            tmp.write_text("new")
+        assert stat.S_IMODE(shared.stat().st_mode) == 0o664 and shared.read_text() == "new"
+    finally:
+        os.umask(old)
