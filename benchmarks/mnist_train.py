@@ -8,8 +8,10 @@
    and the wall time (test evaluations included) at which the test accuracy first reached 99.38%
    (the book's figure; the book's NumPy code runs at about 114 images/s, 20 epochs in ~3 h).
    --recipe book: Adam 0.001, constant, batch 100, 20 epochs, no augmentation (the book's).
-   --recipe fast: the same network and optimiser with a higher peak rate annealed to zero
-   (cosine) over 5 epochs: the issue's target is 99.38% within 5 minutes on this 2-core CPU.
+   --recipe fast: the same network, optimiser and rate with augmentation (small rotations, scales
+   and shifts) and a cosine schedule to zero over 6 epochs: the issue's target is 99.38% within
+   5 minutes on this 2-core CPU. (Without augmentation, lr 0.002 cosine reached 99.38% after 5
+   epochs and 99.37% after 6: no margin.)
 
     python benchmarks/mnist_train.py --data ../shared/data/MNIST/raw                 # both parts
     python benchmarks/mnist_train.py --data ../shared/data/MNIST/raw --recipe fast --steps 20
@@ -34,10 +36,10 @@ from dlcli.device import Runtime  # noqa: E402
 from dlcli.models.deepconvnet import DeepConvNet  # noqa: E402
 from dlcli.training.mnist import BOOK_ACCURACY, MnistTrainConfig, to_float, train_member  # noqa: E402
 
-# name -> (epochs, lr, schedule); all batch 100, Adam, no augmentation.
+# name -> (epochs, lr, schedule, augmentation); all batch 100, Adam.
 RECIPES = {
-    "book": (20, 1e-3, "none"),
-    "fast": (5, 2e-3, "cosine"),
+    "book": (20, 1e-3, "none", False),
+    "fast": (6, 1e-3, "cosine", True),
 }
 TARGET_SECONDS = 300.0
 
@@ -97,12 +99,12 @@ def main() -> None:
         figures[f"{name}_images_per_s"] = ips
         print(f"{name:8s} {ips:8.0f} images/s   x{ips / base:.2f} vs fp32", flush=True)
 
-    epochs, lr, schedule = RECIPES[args.recipe]
+    epochs, lr, schedule, augment = RECIPES[args.recipe]
     epochs = epochs if args.epochs is None else args.epochs
     lr = lr if args.lr is None else args.lr
     if epochs > 0:
         precision, cl = SETUPS[args.train_as]
-        cfg = MnistTrainConfig(epochs=epochs, batch_size=100, lr=lr, augment=False, lr_schedule=schedule,
+        cfg = MnistTrainConfig(epochs=epochs, batch_size=100, lr=lr, augment=augment, lr_schedule=schedule,
                                seed=0, channels_last=cl, checkpoint_every=0)
         data = {"train_x": train_x, "train_y": train_y, "test_x": test_x, "test_y": test_y}
 
@@ -117,11 +119,13 @@ def main() -> None:
         res = train_member(cfg, data, Runtime.create("cpu", precision), member_seed=0, out_dir=None, reporter=Rows())
         total = time.perf_counter() - t0
         reach = res.time_to(BOOK_ACCURACY)
-        figures.update({"recipe": args.recipe, "lr": lr, "lr_schedule": schedule, "train_as": args.train_as,
+        figures.update({"recipe": args.recipe, "lr": lr, "lr_schedule": schedule, "augment": augment,
+                        "train_as": args.train_as,
                         "epochs": epochs, "final_test_acc": res.test_acc, "final_errors": res.test_errors,
                         "seconds": total, "seconds_to_book_accuracy": reach,
                         "within_target": reach is not None and reach <= TARGET_SECONDS})
-        print(f"{args.recipe} recipe (lr {lr:g}, schedule {schedule}), {epochs} epochs as {args.train_as}: "
+        print(f"{args.recipe} recipe (lr {lr:g}, schedule {schedule}, augmentation {'on' if augment else 'off'}), "
+              f"{epochs} epochs as {args.train_as}: "
               f"{res.test_acc:.2%} ({res.test_errors} errors) in {total:.0f} s; first >= {BOOK_ACCURACY:.2%} after "
               + (f"{reach:.0f} s" if reach is not None else "never")
               + f" (target: within {TARGET_SECONDS:.0f} s: {'met' if figures['within_target'] else 'missed'})",
