@@ -72,3 +72,15 @@ def tiny(clean_registry, tmp_path: Path):
         labels=("a", "b", "c"), license="CC0-1.0", metrics={"acc@1": 0.5}, recipe="random init, for tests",
     ))
     return spec, src
+
+
+@pytest.fixture()
+def one_torch_thread():
+    """Tiny models: one intra-op thread is faster than two waiting for each other on a busy 2-core
+    machine. Modules opt in with `pytestmark = pytest.mark.usefixtures("one_torch_thread")`."""
+    import torch
+
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)

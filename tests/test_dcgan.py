@@ -14,13 +14,7 @@ from dlcli.training import dcgan as trainer
 SHARED = Path(__file__).parents[1].parent / "shared" / "data"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one torch thread is faster than two fighting over a busy shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize("size,channels", [(28, 1), (32, 1), (32, 3), (64, 3), (64, 1)])

@@ -20,13 +20,7 @@ runner = CliRunner()
 TINY = (4, 8, 8, 16, 16)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one torch thread is faster than two fighting over a busy shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_net() -> VGGFeatures:
