@@ -1,4 +1,4 @@
-"""Benchmark: the book's DeepConvNet recipe (Adam 0.001, batch 100, no augmentation) on this CPU.
+"""Benchmark: training the book's DeepConvNet on this CPU (its recipe, or a faster one).
 
 1. Throughput of one training step in three set-ups, measured in one run on the same data:
    fp32 (NCHW), fp32 + channels_last, bf16 autocast + channels_last; printed as images/s and as

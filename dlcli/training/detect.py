@@ -142,9 +142,6 @@ class TrainData(SplitData):
         super().__init__(cfg, None if cfg.data == "scenes" else
                          CocoDetection(Path(cfg.data), Path(cfg.images) if cfg.images else None))
 
-    def batch(self, epoch: int, step_in_epoch: int) -> list[Sample]:
-        return self.items(epoch, step_in_epoch)
-
     def scene_sample(self, seed: int, index: int) -> Sample:
         s = self.scenes.make_scene(seed, index, size=self.cfg.image_size)
         x = torch.from_numpy(s.image).permute(2, 0, 1).float().div_(255.0)

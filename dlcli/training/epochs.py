@@ -62,7 +62,8 @@ class SplitData:
     def scene_sample(self, seed: int, index: int) -> Any:
         raise NotImplementedError
 
-    def items(self, epoch: int, step_in_epoch: int) -> list[Any]:
+    def batch(self, epoch: int, step_in_epoch: int) -> Any:
+        """The samples of one training step, as a list (subclasses may collate them)."""
         b = self.cfg.batch_size
         if self.scenes is not None:
             start = (epoch * self.steps_per_epoch + step_in_epoch) * b

@@ -124,7 +124,7 @@ class SegData(SplitData):
                 torch.from_numpy(s.semantic.astype(np.int64)))
 
     def batch(self, epoch: int, step_in_epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
-        items = self.items(epoch, step_in_epoch)
+        items = super().batch(epoch, step_in_epoch)
         return torch.stack([x for x, _ in items]), torch.stack([m for _, m in items])
 
 
