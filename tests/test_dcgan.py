@@ -116,3 +116,72 @@ def test_weight_average_is_saved_with_recalibrated_batch_norm(tmp_path: Path) ->
     g = Generator(8, 3, 32, 8)
     trainer.recalibrate_bn(g, 8, batches=2, batch_size=16)
     assert int(g.net[1].num_batches_tracked) == 2 and g.net[1].momentum == 0.1
+
+
+def test_spectral_discriminator_has_no_batch_norm_and_bounded_convs() -> None:
+    torch.manual_seed(0)
+    d = Discriminator(1, 28, 8, norm="spectral")
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in d.modules())
+    d(torch.randn(4, 1, 28, 28))  # one power iteration per forward in train mode
+    d.eval()
+    for m in d.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            sigma = torch.linalg.matrix_norm(m.weight.detach().flatten(1), ord=2)
+            assert float(sigma) < 1.5  # the power-iteration estimate keeps it near 1
+    with pytest.raises(ValueError, match="norm"):
+        Discriminator(1, 28, 8, norm="layer")
+
+
+def test_hinge_step_on_spectral_d_lowers_d_loss_over_steps() -> None:
+    torch.manual_seed(0)
+    g, d = Generator(16, 1, 28, 8), Discriminator(1, 28, 8, norm="spectral")
+    opt_g = torch.optim.Adam(g.parameters(), 1e-4, betas=(0.0, 0.9))
+    opt_d = torch.optim.Adam(d.parameters(), 4e-3, betas=(0.0, 0.9))
+    real = torch.rand(16, 1, 28, 28) * 2 - 1
+    losses = [trainer.train_step(g, d, opt_g, opt_d, real, 16, loss="hinge")["loss_d"] for _ in range(15)]
+    assert all(torch.isfinite(torch.tensor(v)) for v in losses)
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3
+
+
+def test_linear_schedule_ends_near_zero_and_options_are_recorded(tmp_path: Path) -> None:
+    folder = _image_folder(tmp_path, 16)
+    cfg = trainer.DCGANConfig(data=str(folder), epochs=2, batch_size=4, image_size=32, width=8, latent_dim=8,
+                              lr=1e-3, lr_d=4e-3, lr_schedule="linear", loss="hinge", d_norm="spectral")
+    res = trainer.train_dcgan(cfg, tmp_path / "run")
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    # The last of 8 steps ran at 1/8 of the base rates.
+    assert state["optimizer"]["g"]["param_groups"][0]["lr"] == pytest.approx(1e-3 / 8)
+    assert state["optimizer"]["d"]["param_groups"][0]["lr"] == pytest.approx(4e-3 / 8)
+    from dlcli.weights.store import read_state_dict
+
+    _, meta = read_state_dict(res.weights_file)
+    assert "--loss hinge" in json.dumps(meta) and "--lr-d 0.004" in json.dumps(meta)
+
+
+def test_bad_loss_and_schedule_are_input_errors(tmp_path: Path) -> None:
+    from dlcli.errors import InputError
+
+    folder = _image_folder(tmp_path, 4)
+    for bad in ({"loss": "wasserstein"}, {"lr_schedule": "cosine"}, {"d_norm": "layer"}):
+        with pytest.raises(InputError, match="must be one of"):
+            trainer.train_dcgan(trainer.DCGANConfig(data=str(folder), image_size=32, width=8, **bad), tmp_path / "r")
+
+
+def test_init_from_starts_g_from_registered_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DL_HOME", str(tmp_path / "home"))
+    folder = _image_folder(tmp_path, 8)
+    cfg = trainer.DCGANConfig(data=str(folder), epochs=1, batch_size=4, image_size=28, channels=1, width=64,
+                              latent_dim=100, init_from="dcgan.mnist", lr=0.0, offline=True)
+    res = trainer.train_dcgan(cfg, tmp_path / "run", max_steps=1)
+    from dlcli.weights import loader
+
+    bundled = loader.load_model("dcgan.mnist", task="generate", offline=True).model.state_dict()
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["model"]
+    # lr 0: G's weights are still the bundled ones after the step.
+    assert torch.equal(state["g.net.0.weight"], bundled["net.0.weight"])
+    assert res.steps == 1
+    from dlcli.errors import InputError
+
+    with pytest.raises(InputError, match="init-from"):
+        trainer.train_dcgan(trainer.DCGANConfig(data=str(folder), image_size=28, channels=1, width=8,
+                                                init_from="dcgan.mnist", offline=True), tmp_path / "r2")

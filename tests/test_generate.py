@@ -117,3 +117,38 @@ def test_bundled_dcgan_mnist_is_the_default(tmp_path: Path, monkeypatch: pytest.
     data = json.loads(r.stdout)
     assert data["model"] == "dcgan.mnist" and data["provenance"]["weights_sha256"] == spec.source.sha256
     assert Image.open(tmp_path / "g.png").size == (2 * 56 + 3 * 2,) * 2
+
+
+def test_train_command_passes_the_recipe_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dlcli.training import dcgan as trainer
+
+    seen: dict = {}
+
+    def fake_train(cfg, out_dir, **kw):  # the heavy call: only its arguments matter here
+        seen["cfg"] = cfg
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "train_dcgan", fake_train)
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    r = runner.invoke(app, ["generate", "train", str(folder), "--out", str(tmp_path / "run"), "--lr", "1e-4",
+                            "--lr-d", "4e-4", "--beta1", "0", "--beta2", "0.9", "--lr-schedule", "linear",
+                            "--loss", "hinge", "--d-norm", "spectral", "--init-from", "dcgan.mnist",
+                            "--label-smoothing", "0", "--device", "cpu", "--quiet"])
+    assert r.exit_code == 130
+    cfg = seen["cfg"]
+    assert (cfg.lr, cfg.lr_d, cfg.beta1, cfg.beta2) == (1e-4, 4e-4, 0.0, 0.9)
+    assert (cfg.lr_schedule, cfg.loss, cfg.d_norm, cfg.init_from, cfg.label_smoothing) == \
+        ("linear", "hinge", "spectral", "dcgan.mnist", 0.0)
+
+
+def test_train_command_refuses_an_unknown_loss(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DL_HOME", str(tmp_path / "home"))
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    Image.fromarray((torch.rand(32, 32, 3) * 255).to(torch.uint8).numpy()).save(folder / "0.png")
+    Image.fromarray((torch.rand(32, 32, 3) * 255).to(torch.uint8).numpy()).save(folder / "1.png")
+    r = runner.invoke(app, ["generate", "train", str(folder), "--out", str(tmp_path / "run"), "--loss", "wgan",
+                            "--image-size", "32", "--width", "8", "--device", "cpu", "--quiet"])
+    assert r.exit_code == 2 and "--loss must be one of bce, hinge" in r.output
+    assert not (tmp_path / "run" / "generator.safetensors").exists()

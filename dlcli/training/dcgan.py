@@ -43,7 +43,19 @@ class DCGANConfig:
     epochs: int = 5
     batch_size: int = 128
     lr: float = 2e-4
+    """Adam learning rate of G (and of D unless lr_d is given)."""
+    lr_d: float | None = None
+    """D's learning rate when it differs from G's (TTUR, Heusel et al. 2017: e.g. G 1e-4, D 4e-4)."""
     beta1: float = 0.5
+    beta2: float = 0.999
+    lr_schedule: str = "constant"
+    """`constant` (the paper) or `linear`: both rates fall linearly to 0 over the run's steps."""
+    loss: str = "bce"
+    """`bce` (the paper's, with the non-saturating G loss) or `hinge` (SNGAN/SAGAN)."""
+    d_norm: str = "batch"
+    """D's normalisation: `batch` (the paper) or `spectral` (Miyato et al. 2018)."""
+    init_from: str | None = None
+    """A generator weights file (or name) to start G from, instead of the paper's random init."""
     latent_dim: int = 100
     width: int = 64
     """Channels of G's last hidden layer (and D's first); each deeper layer doubles it."""
@@ -159,7 +171,7 @@ def build_pair(cfg: DCGANConfig) -> tuple[nn.Module, nn.Module]:
     from dlcli.models.dcgan import Discriminator, Generator
 
     mc = model_config(cfg)
-    return Generator(**mc), Discriminator(mc["channels"], mc["image_size"], mc["width"])
+    return Generator(**mc), Discriminator(mc["channels"], mc["image_size"], mc["width"], norm=cfg.d_norm)
 
 
 class _Pair:
@@ -176,12 +188,32 @@ class _Pair:
         self.d.load_state_dict(state["d"])
 
 
+LOSSES = ("bce", "hinge")
+LR_SCHEDULES = ("constant", "linear")
+
+
+def _d_loss(kind: str, logits_real: torch.Tensor, logits_fake: torch.Tensor, real_target: float) -> torch.Tensor:
+    if kind == "hinge":
+        # Real logits are pushed above +1, fake ones below -1; past the margin there is no gradient.
+        return nn.functional.relu(1 - logits_real).mean() + nn.functional.relu(1 + logits_fake).mean()
+    bce = nn.functional.binary_cross_entropy_with_logits
+    return bce(logits_real, torch.full_like(logits_real, real_target)) + bce(logits_fake, torch.zeros_like(logits_fake))
+
+
+def _g_loss(kind: str, logits: torch.Tensor) -> torch.Tensor:
+    if kind == "hinge":
+        return -logits.mean()
+    # The non-saturating loss -log D(G(z)): stronger gradients early than log(1 - D(G(z))).
+    return nn.functional.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
+
+
 def train_step(g: nn.Module, d: nn.Module, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
                real: torch.Tensor, latent_dim: int, real_target: float = 1.0,
-               runtime: Any = None) -> dict[str, float]:
+               runtime: Any = None, loss: str = "bce") -> dict[str, float]:
     """One D update then one G update. Returns the losses and D's mean outputs (as probabilities)
     on real and fake images."""
-    bce = nn.functional.binary_cross_entropy_with_logits
+    if loss not in LOSSES:
+        raise InputError(f"--loss must be one of {', '.join(LOSSES)}, got {loss!r}")
     n = real.shape[0]
     z = torch.randn(n, latent_dim, device=real.device)
     ctx = runtime.autocast() if runtime is not None else _null()
@@ -190,16 +222,14 @@ def train_step(g: nn.Module, d: nn.Module, opt_g: torch.optim.Optimizer, opt_d: 
         fake = g(z)
         logits_real = d(real)
         logits_fake = d(fake.detach())
-        loss_d = bce(logits_real.float(), torch.full_like(logits_real, real_target, dtype=torch.float32)) + \
-            bce(logits_fake.float(), torch.zeros_like(logits_fake, dtype=torch.float32))
+        loss_d = _d_loss(loss, logits_real.float(), logits_fake.float(), real_target)
     opt_d.zero_grad(set_to_none=True)
     loss_d.backward()
     opt_d.step()
-    # G: the non-saturating loss -log D(G(z)), stronger gradients early than log(1 - D(G(z))).
     ctx = runtime.autocast() if runtime is not None else _null()
     with ctx:
         logits = d(fake)
-        loss_g = bce(logits.float(), torch.ones_like(logits, dtype=torch.float32))
+        loss_g = _g_loss(loss, logits.float())
     opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
     opt_g.step()
@@ -335,14 +365,20 @@ def train_dcgan(cfg: DCGANConfig, out_dir: Path, *, runtime: Any = None, reporte
         raise InputError("--epochs and --batch-size must be at least 1")
     if cfg.image_size not in (28, 32, 64):
         raise InputError(f"--image-size must be 28, 32 or 64, got {cfg.image_size}")
+    for key, allowed in (("loss", LOSSES), ("lr_schedule", LR_SCHEDULES), ("d_norm", ("batch", "spectral"))):
+        if getattr(cfg, key) not in allowed:
+            raise InputError(f"--{key.replace('_', '-')} must be one of {', '.join(allowed)}, "
+                             f"got {getattr(cfg, key)!r}")
     out_dir = Path(out_dir)
     device = runtime.device if runtime is not None else torch.device("cpu")
     torch.manual_seed(cfg.seed)
     g, d = build_pair(cfg)
     if runtime is not None:
         g, d = runtime.place(g), runtime.place(d)
-    opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
-    opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+    if cfg.init_from and resume is None:
+        _load_generator_init(g, cfg)
+    opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr_d or cfg.lr, betas=(cfg.beta1, cfg.beta2))
     pair = nn.ModuleDict({"g": g, "d": d})
     g_ema = _ema_copy(g) if cfg.ema > 0 else None
     opts = _Pair(opt_g, opt_d)
@@ -354,7 +390,7 @@ def train_dcgan(cfg: DCGANConfig, out_dir: Path, *, runtime: Any = None, reporte
     if resume is not None:
         # Compare the options first: loading a checkpoint of other shapes would fail less clearly.
         old = asdict(load_run_config(Path(resume)))
-        for key in ("data", "latent_dim", "width", "image_size", "channels"):
+        for key in ("data", "latent_dim", "width", "image_size", "channels", "d_norm"):
             if old.get(key) != cfg_json.get(key):
                 raise InputError(f"--resume {resume}: the run used {key}={old.get(key)!r}, this call gives "
                                  f"{cfg_json.get(key)!r}; pass the same options (or none of them)")
@@ -374,6 +410,14 @@ def train_dcgan(cfg: DCGANConfig, out_dir: Path, *, runtime: Any = None, reporte
     batch = min(cfg.batch_size, n)
     steps_per_epoch = n // batch  # drop the ragged last batch: BN statistics of 1-3 images are noise
     real_target = 1.0 - cfg.label_smoothing
+    total_steps = cfg.epochs * steps_per_epoch
+
+    def set_lr() -> None:
+        # Linear decay over the whole run, from the step counter, so a resumed run picks it up.
+        frac = max(0.0, 1.0 - step / total_steps) if cfg.lr_schedule == "linear" else 1.0
+        for opt, base in ((opt_g, cfg.lr), (opt_d, cfg.lr_d or cfg.lr)):
+            for group in opt.param_groups:
+                group["lr"] = base * frac
     ckpt = out_dir / "checkpoint.pt"
     (out_dir / "samples").mkdir(parents=True, exist_ok=True)
 
@@ -403,7 +447,8 @@ def train_dcgan(cfg: DCGANConfig, out_dir: Path, *, runtime: Any = None, reporte
             for b in range(within, steps_per_epoch):
                 idx = perm[b * batch:(b + 1) * batch]
                 real = to_unit(images[idx]).to(device)
-                m = train_step(g, d, opt_g, opt_d, real, cfg.latent_dim, real_target, runtime)
+                set_lr()
+                m = train_step(g, d, opt_g, opt_d, real, cfg.latent_dim, real_target, runtime, cfg.loss)
                 if g_ema is not None:
                     _ema_update(g_ema, g, cfg.ema)
                 if not all(math.isfinite(v) for v in m.values()):
@@ -441,8 +486,11 @@ def train_dcgan(cfg: DCGANConfig, out_dir: Path, *, runtime: Any = None, reporte
 
     epochs_done = history[-1]["epoch"] if history else 0
     recipe = (f"dl generate train {cfg.data} --epochs {cfg.epochs} --batch-size {cfg.batch_size} --lr {cfg.lr} "
-              f"--image-size {cfg.image_size} --width {cfg.width} --seed {cfg.seed}; Adam(beta1={cfg.beta1}), "
-              f"label smoothing {cfg.label_smoothing}; "
+              + (f"--lr-d {cfg.lr_d} " if cfg.lr_d else "")
+              + f"--beta1 {cfg.beta1} --beta2 {cfg.beta2} --lr-schedule {cfg.lr_schedule} --loss {cfg.loss} "
+              f"--d-norm {cfg.d_norm} --label-smoothing {cfg.label_smoothing} "
+              + (f"--init-from {cfg.init_from} " if cfg.init_from else "")
+              + f"--image-size {cfg.image_size} --width {cfg.width} --seed {cfg.seed}; "
               + (f"weights averaged (EMA {cfg.ema}), BN statistics re-estimated; " if cfg.ema > 0 else "")
               + f"{step} steps")
     metrics = {"epochs": epochs_done, "steps": step}
@@ -456,6 +504,20 @@ def train_dcgan(cfg: DCGANConfig, out_dir: Path, *, runtime: Any = None, reporte
         tmp.write_text(json.dumps(history, indent=2) + "\n", encoding="utf-8")
     return DCGANRunResult(out_dir, weights_file, sha, epochs_done, step, history, time.perf_counter() - t0,
                           resumed_from)
+
+
+def _load_generator_init(g: nn.Module, cfg: DCGANConfig) -> None:
+    """Start G from registered generator weights (e.g. the bundled dcgan.mnist) whose config
+    matches this run's: a fine-tune with a new recipe instead of a run from scratch."""
+    from dlcli.weights import loader
+
+    lw = loader.load_model(cfg.init_from, task="generate", offline=cfg.offline)
+    mine = model_config(cfg)
+    theirs = {k: lw.spec.config.get(k) for k in mine}
+    if theirs != mine:
+        raise InputError(f"--init-from {cfg.init_from}: its generator has {theirs}, this run builds {mine}; "
+                         "pass the same --width/--latent-dim/--image-size")
+    getattr(g, "module", g).load_state_dict(lw.model.state_dict())
 
 
 def load_run_config(run_dir: Path) -> DCGANConfig:
