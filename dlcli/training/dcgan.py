@@ -21,6 +21,7 @@ from torch import nn
 
 from dlcli.atomic import atomic_target
 from dlcli.errors import DataError, InputError
+from dlcli.models.dcgan import D_NORMS
 from dlcli.progress import NullReporter, Reporter
 from dlcli.training.checkpoint import Interrupted, load_checkpoint, save_checkpoint
 
@@ -55,7 +56,8 @@ class DCGANConfig:
     d_norm: str = "batch"
     """D's normalisation: `batch` (the paper) or `spectral` (Miyato et al. 2018)."""
     init_from: str | None = None
-    """A generator weights file (or name) to start G from, instead of the paper's random init."""
+    """Registered generator weights (a name, e.g. dcgan.mnist) to start G from, instead of the
+    paper's random init."""
     latent_dim: int = 100
     width: int = 64
     """Channels of G's last hidden layer (and D's first); each deeper layer doubles it."""
@@ -193,6 +195,8 @@ LR_SCHEDULES = ("constant", "linear")
 
 
 def _d_loss(kind: str, logits_real: torch.Tensor, logits_fake: torch.Tensor, real_target: float) -> torch.Tensor:
+    if kind not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, got {kind!r}")
     if kind == "hinge":
         # Real logits are pushed above +1, fake ones below -1; past the margin there is no gradient.
         return nn.functional.relu(1 - logits_real).mean() + nn.functional.relu(1 + logits_fake).mean()
@@ -212,8 +216,6 @@ def train_step(g: nn.Module, d: nn.Module, opt_g: torch.optim.Optimizer, opt_d: 
                runtime: Any = None, loss: str = "bce") -> dict[str, float]:
     """One D update then one G update. Returns the losses and D's mean outputs (as probabilities)
     on real and fake images."""
-    if loss not in LOSSES:
-        raise InputError(f"--loss must be one of {', '.join(LOSSES)}, got {loss!r}")
     n = real.shape[0]
     z = torch.randn(n, latent_dim, device=real.device)
     ctx = runtime.autocast() if runtime is not None else _null()
@@ -365,7 +367,7 @@ def train_dcgan(cfg: DCGANConfig, out_dir: Path, *, runtime: Any = None, reporte
         raise InputError("--epochs and --batch-size must be at least 1")
     if cfg.image_size not in (28, 32, 64):
         raise InputError(f"--image-size must be 28, 32 or 64, got {cfg.image_size}")
-    for key, allowed in (("loss", LOSSES), ("lr_schedule", LR_SCHEDULES), ("d_norm", ("batch", "spectral"))):
+    for key, allowed in (("loss", LOSSES), ("lr_schedule", LR_SCHEDULES), ("d_norm", D_NORMS)):
         if getattr(cfg, key) not in allowed:
             raise InputError(f"--{key.replace('_', '-')} must be one of {', '.join(allowed)}, "
                              f"got {getattr(cfg, key)!r}")
@@ -377,8 +379,9 @@ def train_dcgan(cfg: DCGANConfig, out_dir: Path, *, runtime: Any = None, reporte
         g, d = runtime.place(g), runtime.place(d)
     if cfg.init_from and resume is None:
         _load_generator_init(g, cfg)
+    lr_d = cfg.lr_d if cfg.lr_d is not None else cfg.lr
     opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
-    opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr_d or cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    opt_d = torch.optim.Adam(d.parameters(), lr=lr_d, betas=(cfg.beta1, cfg.beta2))
     pair = nn.ModuleDict({"g": g, "d": d})
     g_ema = _ema_copy(g) if cfg.ema > 0 else None
     opts = _Pair(opt_g, opt_d)
@@ -415,7 +418,7 @@ def train_dcgan(cfg: DCGANConfig, out_dir: Path, *, runtime: Any = None, reporte
     def set_lr() -> None:
         # Linear decay over the whole run, from the step counter, so a resumed run picks it up.
         frac = max(0.0, 1.0 - step / total_steps) if cfg.lr_schedule == "linear" else 1.0
-        for opt, base in ((opt_g, cfg.lr), (opt_d, cfg.lr_d or cfg.lr)):
+        for opt, base in ((opt_g, cfg.lr), (opt_d, lr_d)):
             for group in opt.param_groups:
                 group["lr"] = base * frac
     ckpt = out_dir / "checkpoint.pt"
@@ -486,7 +489,7 @@ def train_dcgan(cfg: DCGANConfig, out_dir: Path, *, runtime: Any = None, reporte
 
     epochs_done = history[-1]["epoch"] if history else 0
     recipe = (f"dl generate train {cfg.data} --epochs {cfg.epochs} --batch-size {cfg.batch_size} --lr {cfg.lr} "
-              + (f"--lr-d {cfg.lr_d} " if cfg.lr_d else "")
+              + (f"--lr-d {cfg.lr_d} " if cfg.lr_d is not None else "")
               + f"--beta1 {cfg.beta1} --beta2 {cfg.beta2} --lr-schedule {cfg.lr_schedule} --loss {cfg.loss} "
               f"--d-norm {cfg.d_norm} --label-smoothing {cfg.label_smoothing} "
               + (f"--init-from {cfg.init_from} " if cfg.init_from else "")
