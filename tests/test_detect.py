@@ -138,7 +138,8 @@ def test_trainer_checkpoints_and_resumes(tmp_path: Path) -> None:
     more = DetectTrainConfig(epochs=2)
     train_detector(more, tmp_path / "run", Runtime.create("cpu"), resume=True, reporter=rec)
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in rows] == [1, 2] and rows[-1]["step"] == 2
+    val = [r for r in rows if r["split"] == "val"]
+    assert [r["epoch"] for r in val] == [1, 2] and val[-1]["step"] == 2 and "val_map50" in val[-1]
     assert any("resuming" in m for m in rec.messages)
 
 
@@ -174,8 +175,10 @@ def test_cli_detect_errors(small_weights: Path, scene_png: Path, tmp_path: Path)
     assert result.exit_code == 2 and "circle" in result.output
     result = runner.invoke(app, ["detect", str(tmp_path / "missing.png"), "--weights-file", str(small_weights)])
     assert result.exit_code == 2
-    result = runner.invoke(app, ["detect", "train"])
-    assert result.exit_code == 2 and "--out" in result.output
+    result = runner.invoke(app, ["detect", "train", "--resume", str(tmp_path / "nothing")])
+    assert result.exit_code == 2 and "no run to continue" in result.output
+    result = runner.invoke(app, ["detect", "train", "--resume", str(tmp_path), "--force"])
+    assert result.exit_code == 2 and "not both" in result.output
 
 
 def test_cli_detect_eval_json(small_weights: Path) -> None:

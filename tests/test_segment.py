@@ -115,7 +115,8 @@ def test_trainer_checkpoints_and_resumes(tmp_path: Path) -> None:
     assert meta["arch"] == "fcn_small" and meta["task"] == "segment" and "val_miou" in meta["metrics"]
     train_segmenter(SegmentTrainConfig(epochs=2), tmp_path / "run", Runtime.create("cpu"), resume=True)
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in rows] == [1, 2] and rows[-1]["step"] == 4
+    val = [r for r in rows if r["split"] == "val"]
+    assert [r["epoch"] for r in val] == [1, 2] and val[-1]["step"] == 4 and "val_miou" in val[-1]
 
 
 def test_cli_segment_writes_masks_of_the_input_size(fcn_weights: Path, tmp_path: Path) -> None:
@@ -212,4 +213,9 @@ def test_cli_train_names_the_weights_and_resume_continues(tmp_path: Path) -> Non
     assert again.exit_code == 2 and "--resume" in again.output
     more = runner.invoke(app, ["segment", "train", "--resume", str(run), "--epochs", "2", "-q", "--json"])
     assert more.exit_code == 0, more.output
-    assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
+    assert [r["epoch"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+            if r["split"] == "val"] == [1, 2]
+    fresh = runner.invoke(app, ["segment", "train", "--out", str(run), "--epochs", "1", *args, "--force", "-q"])
+    assert fresh.exit_code == 0, fresh.output  # --force starts over: one epoch in the metrics again
+    assert [r["epoch"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+            if r["split"] == "val"] == [1]

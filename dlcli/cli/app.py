@@ -142,18 +142,31 @@ def run_guarded(debug: bool, fn: Callable[[], Any]) -> Any:
         raise typer.Exit(1) from None
 
 
-def command(group: typer.Typer, name: Optional[str] = None, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def command(group: typer.Typer, name: Optional[str] = None, *, config: Optional[type] = None,
+            config_exclude: tuple[str, ...] = (), run_folder: Optional[str] = None, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register `fn` as a command of `group` with the shared options appended to its signature.
 
-    `fn` declares a parameter `opts: Options`; it receives the merged options there."""
+    `fn` declares a parameter `opts: Options`; it receives the merged options there. With
+    `config` (a trainer's config dataclass), every field not in `config_exclude` becomes an option
+    too (dlcli/cli/config_options.py) and `fn` receives them as `train: TrainOptions`. With
+    `run_folder` (the default folder), the run options --out/--resume/--force are added and `fn`
+    receives them as `run: RunOptions`."""
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        from dlcli.cli import config_options
+
         hints = typing.get_type_hints(fn, include_extras=True)
         own = [
             p.replace(annotation=hints.get(p.name, p.annotation))
             for p in inspect.signature(fn).parameters.values()
-            if p.name != "opts"
+            if p.name not in ("opts", "train", "run")
         ]
+        if run_folder is not None:
+            own += config_options.run_params(run_folder)
+        if config is not None:
+            generated = config_options.config_params(config, config_exclude)
+            taken = {p.name for p in own}
+            own += [p for p in generated if p.name[len(config_options.PREFIX):] not in taken]
         clash = _COMMON_NAMES & {p.name for p in own}
         if clash:
             raise ValueError(f"{fn.__name__} redefines shared options {clash}")
@@ -167,6 +180,10 @@ def command(group: typer.Typer, name: Optional[str] = None, **kwargs: Any) -> Ca
         def wrapper(ctx: typer.Context, **values: Any) -> Any:
             common = {n: values.pop(n) for n in _COMMON_NAMES}
             opts = _merge(_root_options(ctx), common)
+            if config is not None:
+                values["train"] = config_options.collect(ctx, values)
+            if run_folder is not None:
+                values["run"] = config_options.collect_run(values, run_folder)
             return run_guarded(opts.debug, lambda: fn(opts=opts, **values))
 
         del wrapper.__wrapped__  # typer must read the new signature, not fn's

@@ -15,13 +15,14 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 from torch import nn
 
+from dlcli.training.configs import CaptionTrainConfig
 from dlcli.device import Runtime
 from dlcli.errors import InputError
 from dlcli.progress import NullReporter, Reporter
@@ -40,44 +41,6 @@ def encode_batch(vocab: Vocab, captions: Sequence[str], max_length: int) -> torc
 
 
 # --- config ---------------------------------------------------------------------------------------
-
-
-@dataclass
-class CaptionTrainConfig:
-    """Everything a run depends on; stored in the checkpoint so --resume continues the same run."""
-
-    out: str
-    data: str = "scenes"  # "scenes" or "coco"
-    captions_file: str | None = None  # COCO captions JSON
-    images_dir: str | None = None
-    train_size: int = 8000  # scenes rendered for training
-    val_size: int = 300  # held-out scenes (another seed) for per-epoch BLEU
-    val_fraction: float = 0.05  # COCO: share of images held out
-    image_size: int = 80
-    epochs: int = 10
-    batch_size: int = 32
-    lr: float = 2e-3
-    weight_decay: float = 0.0
-    max_length: int = 24  # words per caption (training cuts, inference stops)
-    min_count: int = 1  # COCO: words seen fewer times become <unk>
-    backbone: str = "small"
-    cnn_width: int = 32
-    cnn_grid: int = 4
-    embed_dim: int = 128
-    hidden_dim: int = 256
-    num_layers: int = 1
-    dropout: float = 0.0
-    freeze_encoder: bool = False
-    encoder_weights: str | None = None  # a classify weights entry (e.g. resnet18.imagenet) for the CNN
-    name: str = "nic.custom"
-    seed: int = 0
-    data_seed: int = 0  # scenes: world seed of the training set (validation uses data_seed + 1)
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def model_config(self, vocab_size: int) -> dict[str, Any]:
-        return {"vocab_size": vocab_size, "embed_dim": self.embed_dim, "hidden_dim": self.hidden_dim,
-                "num_layers": self.num_layers, "backbone": self.backbone, "cnn_width": self.cnn_width,
-                "cnn_grid": self.cnn_grid, "dropout": self.dropout}
 
 
 # Options that may differ on --resume (they do not change what is being trained).

@@ -12,13 +12,14 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from dlcli.training.configs import DCGANConfig
 from dlcli.atomic import atomic_target
 from dlcli.errors import DataError, InputError
 from dlcli.models.dcgan import D_NORMS
@@ -32,55 +33,6 @@ DATASETS = ("mnist", "fashion-mnist")
 FASHION_MNIST_DIRS = ("/usr/share/datasets/fashion-mnist",)
 FASHION_LABELS = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                   "Ankle boot")
-
-
-@dataclass
-class DCGANConfig:
-    """Options of one DCGAN run (saved in the checkpoint and the weights' metadata)."""
-
-    data: str = "mnist"
-    """`mnist`, `fashion-mnist` or a folder of images."""
-    data_dir: str | None = None
-    """Folder holding the MNIST IDX files (for `mnist`), or overriding the Fashion-MNIST location."""
-    epochs: int = 5
-    batch_size: int = 128
-    lr: float = 2e-4
-    """Adam learning rate of G (and of D unless lr_d is given)."""
-    lr_d: float | None = None
-    """D's learning rate when it differs from G's (TTUR, Heusel et al. 2017: e.g. G 1e-4, D 4e-4)."""
-    beta1: float = 0.5
-    beta2: float = 0.999
-    lr_schedule: str = "constant"
-    """`constant` (the paper) or `linear`: both rates fall linearly to 0 over the run's steps."""
-    loss: str = "bce"
-    """`bce` (the paper's, with the non-saturating G loss) or `hinge` (SNGAN/SAGAN)."""
-    d_norm: str = "batch"
-    """D's normalisation: `batch` (the paper) or `spectral` (Miyato et al. 2018)."""
-    init_from: str | None = None
-    """Registered generator weights (a name, e.g. dcgan.mnist) to start G from, instead of the
-    paper's random init."""
-    latent_dim: int = 100
-    width: int = 64
-    """Channels of G's last hidden layer (and D's first); each deeper layer doubles it."""
-    image_size: int = 28
-    """28 or 32 for MNIST-like data (28 is native), 32 or 64 for image folders."""
-    channels: int | None = None
-    """1 (grey) or 3 (colour); None: 1 for the MNIST sets, 3 for folders."""
-    label_smoothing: float = 0.1
-    ema: float = 0.999
-    """Decay of an exponential moving average of G's weights, which is what gets saved and sampled
-    (averaging smooths the oscillation of GAN training; Yazici et al. 2019). 0 turns it off."""
-    """Real targets are 1 - this (one-sided smoothing keeps D from getting over-confident)."""
-    checkpoint_every: int = 200
-    """Steps between checkpoints (and one at each epoch end)."""
-    limit: int | None = None
-    """Use only the first N training images (quick trials and tests)."""
-    seed: int = 0
-    offline: bool = False
-    """Never download (MNIST is otherwise fetched through torchvision when no --data is given)."""
-    name: str = "dcgan.mnist"
-    """The weights name recorded in the output file."""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 # --- data --------------------------------------------------------------------------------------

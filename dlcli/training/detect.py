@@ -12,64 +12,23 @@ have seen without the interruption.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from dlcli.training.configs import DetectTrainConfig
 from dlcli.data.coco import CocoDetection, Sample
 from dlcli.errors import InputError
 from dlcli.evaluation.detection import evaluate_detector
 from dlcli.progress import NullReporter, Reporter
-from dlcli.training.epochs import SplitData, TrainSummary, open_run, run_epochs, scene_weights_meta
+from dlcli.training.distributed import Dist
+from dlcli.training.epochs import SplitData, TrainSummary, open_config, run_epochs, scene_weights_meta
+from dlcli.training.run import RunFolder
 
 ARCH = "fasterrcnn_small"
 LICENSE = "MIT (trained by the dlcli authors on generated scenes)"
-
-
-@dataclass
-class DetectTrainConfig:
-    """Options of a detector training run (what `dl detect train` exposes)."""
-
-    data: str = "scenes"
-    """'scenes' (the synthetic world) or a COCO-format annotations JSON file."""
-    images: str | None = None
-    """Image folder for a COCO JSON (default: the JSON's folder)."""
-    epochs: int = 8
-    """Passes; for scenes an epoch is `steps_per_epoch` batches of fresh scenes."""
-    steps_per_epoch: int = 100
-    """Batches per epoch (scenes only; a COCO set's epoch is one pass over its images)."""
-    batch_size: int = 8
-    lr: float = 3e-3
-    """Peak AdamW learning rate (linear warm-up, then cosine decay to 1/20 of it)."""
-    weight_decay: float = 1e-4
-    warmup_steps: int = 100
-    val_size: int = 100
-    """Held-out scenes (validation seed) scored after every epoch; COCO: the last 10% of images."""
-    backbone: str = "fcn"
-    """'fcn' (our FCN's encoder, can start from a trained FCN) or 'conv' (plain, from scratch)."""
-    width: int = 16
-    out_channels: int = 64
-    representation: int = 128
-    image_size: int = 128
-    seed: int = 0
-    init_from: str | None = None
-    """A segment weights name (fcn_small.*) whose encoder initialises the 'fcn' backbone."""
-    freeze_backbone: bool = False
-    """Train only the FPN, RPN and box head on top of the (initialised) FCN encoder: faster per step."""
-    classes: list[str] = field(default_factory=list)
-    """Class names, background first (filled from the data)."""
-
-    def model_config(self) -> dict[str, Any]:
-        return {
-            "num_classes": len(self.classes),
-            "backbone": self.backbone,
-            "width": self.width,
-            "out_channels": self.out_channels,
-            "representation": self.representation,
-            "image_size": self.image_size,
-        }
 
 
 # --- data ---------------------------------------------------------------------------------------
@@ -116,14 +75,15 @@ def init_backbone(model: torch.nn.Module, name: str) -> int:
         raise WeightsError(f"--init-from {name}: {exc}; use the same --width as the FCN") from None
 
 
-def train_detector(cfg: DetectTrainConfig, out: Path, runtime: Any, *, resume: bool = False,
-                   reporter: Reporter | None = None) -> TrainSummary:
+def train_detector(cfg: DetectTrainConfig, out: Path, runtime: Any, *, resume: bool = False, force: bool = False,
+                   reporter: Reporter | None = None, dist: Dist | None = None) -> TrainSummary:
     """Train (or continue training) the small Faster R-CNN; returns where the best weights are."""
     from dlcli.device import seed_everything
     from dlcli.models.detector_small import fasterrcnn_small
 
     reporter = reporter or NullReporter()
-    cfg, out = open_run(DetectTrainConfig, cfg, out, resume)
+    dist = dist or Dist()
+    cfg = open_config(DetectTrainConfig, cfg, out, resume)
     seed_everything(cfg.seed)
     data = TrainData(cfg)
     cfg.classes = data.classes
@@ -137,15 +97,17 @@ def train_detector(cfg: DetectTrainConfig, out: Path, runtime: Any, *, resume: b
         if not hasattr(model.backbone, "freeze_encoder"):
             raise InputError("--freeze-backbone needs the fcn backbone (--backbone fcn)")
         model.backbone.freeze_encoder()
+    run = RunFolder.open(out, task="detect", config=asdict(cfg), resume=resume, force=force, writer=dist.is_main)
     model = runtime.place(model)
     params = [p for p in model.parameters() if p.requires_grad]
+    net = dist.wrap(model)
 
     def step_loss(epoch: int, step: int) -> torch.Tensor:
-        batch = data.batch(epoch, step)
+        batch = data.batch(epoch, step, dist)
         images = [runtime.to(x) for x, _ in batch]
         targets = [{k: runtime.to(v) for k, v in t.items()} for _, t in batch]
         with runtime.autocast():
-            loss_dict = model(images, targets)
+            loss_dict = net(images, targets)
         return sum(loss_dict.values())
 
     def evaluate() -> tuple[dict[str, float], float]:
@@ -153,6 +115,7 @@ def train_detector(cfg: DetectTrainConfig, out: Path, runtime: Any, *, resume: b
                                    reporter=reporter, total=len(data.val_indices))
         return {"val_map50": round(scores.map50, 4), "val_map50_95": round(scores.map50_95, 4)}, scores.map50
 
-    return run_epochs(cfg, out, resume=resume, steps_per_epoch=data.steps_per_epoch, best_key="best_map50",
+    return run_epochs(cfg, run, resume=resume, steps_per_epoch=data.steps_per_epoch, best_key="best_map50",
                       model=model, params=params, reporter=reporter, step_loss=step_loss, evaluate=evaluate,
-                      weights_meta=lambda metrics, steps: weights_meta(cfg, metrics, steps), clip_norm=10.0)
+                      weights_meta=lambda metrics, steps: weights_meta(cfg, metrics, steps), clip_norm=10.0,
+                      dist=dist)

@@ -19,89 +19,13 @@ import math
 import random
 import time
 from collections import deque
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dlcli.training.configs import DQNConfig
 from dlcli.errors import InputError
 from dlcli.progress import NullReporter, Reporter
 from dlcli.results import DQNTrainReport, Provenance
-
-
-@dataclass
-class DQNConfig:
-    """Options of a DQN run (defaults: CleanRL dqn_atari.py, i.e. Nature DQN with Adam)."""
-
-    env: str = "Breakout"
-    """Atari game (Breakout, ALE/Breakout-v5, breakout)."""
-    total_steps: int = 10_000_000
-    """Agent steps (each is 4 emulator frames)."""
-    learning_rate: float = 1e-4
-    """Adam learning rate."""
-    buffer_size: int = 1_000_000
-    """Replay capacity in transitions (~7 KB each)."""
-    gamma: float = 0.99
-    """Discount factor."""
-    tau: float = 1.0
-    """Target network update rate (1.0: hard copy)."""
-    target_update: int = 1000
-    """Steps between target network updates."""
-    batch_size: int = 32
-    """Transitions per gradient step."""
-    start_epsilon: float = 1.0
-    """Exploration epsilon at the start."""
-    end_epsilon: float = 0.01
-    """Exploration epsilon after the decay."""
-    exploration_fraction: float = 0.10
-    """Fraction of total_steps over which epsilon decays linearly."""
-    learning_starts: int = 80_000
-    """Steps of acting before the first gradient step."""
-    train_freq: int = 4
-    """Steps between gradient steps."""
-    double: bool = False
-    """Double DQN targets (van Hasselt et al. 2016) instead of the Nature max target."""
-    n_step: int = 1
-    """Multi-step returns (1: the Nature one-step target; 3 as in Rainbow learns faster early)."""
-    eval_every: int = 100_000
-    """Steps between evaluations with the evaluation protocol (0: never)."""
-    eval_episodes: int = 5
-    """Full games per periodic evaluation."""
-    log_every: int = 10_000
-    """Steps between metric rows."""
-    checkpoint_every: float = 300.0
-    """Seconds between checkpoints."""
-    checkpoint_buffer: bool = False
-    """Also save the replay buffer with each checkpoint (large: ~N x 7 KB)."""
-    seed: int = 1
-    """Seed for networks, exploration and environment."""
-    name: str = ""
-    """Weights name written in the output files (default dqn.<game>)."""
-
-    def validate(self) -> None:
-        positive = ("total_steps", "buffer_size", "target_update", "batch_size", "train_freq", "log_every")
-        for key in positive:
-            if getattr(self, key) <= 0:
-                raise InputError(f"--{key.replace('_', '-')} must be positive, got {getattr(self, key)}")
-        if not 0 < self.learning_rate < 1:
-            raise InputError(f"--lr must be in (0, 1), got {self.learning_rate}")
-        if not 0 <= self.gamma <= 1:
-            raise InputError(f"--gamma must be in [0, 1], got {self.gamma}")
-        if not 0 < self.tau <= 1:
-            raise InputError(f"--tau must be in (0, 1], got {self.tau}")
-        if not 0 <= self.end_epsilon <= self.start_epsilon <= 1:
-            raise InputError("epsilons must satisfy 0 <= end <= start <= 1")
-        if not 0 < self.exploration_fraction <= 1:
-            raise InputError(f"--exploration-fraction must be in (0, 1], got {self.exploration_fraction}")
-        if self.learning_starts < 0 or self.eval_every < 0 or self.eval_episodes < 0:
-            raise InputError("--learning-starts, --eval-every and --eval-episodes must not be negative")
-        if not 1 <= self.n_step <= 20:
-            raise InputError(f"--n-step must be in 1..20, got {self.n_step}")
-        if self.buffer_size < self.batch_size + 8:
-            raise InputError(f"--buffer-size must be larger than the batch ({self.batch_size})")
-
-    def epsilon(self, step: int) -> float:
-        span = self.exploration_fraction * self.total_steps
-        return max(self.end_epsilon, self.start_epsilon + (self.end_epsilon - self.start_epsilon) * step / span)
 
 
 # Options that may change between a run and its resumption (they do not change what is learned).

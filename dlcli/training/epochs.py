@@ -1,7 +1,8 @@
-"""The step-based run shared by the scene trainers (detect, segment): a run folder that refuses to
-be reused without --resume, AdamW with warm-up + cosine, steps with progress, a validation pass
-per epoch, `metrics.jsonl`, last/best weights files, a checkpoint after every epoch, and Ctrl-C ->
-checkpoint + Interrupted. Each trainer supplies what differs (its loss and its evaluation)."""
+"""The step-based loop shared by the scene trainers (detect, segment): the run folder
+(dlcli/training/run.py), AdamW with warm-up + cosine, steps with progress, a validation pass per
+epoch, last/best weights files, a checkpoint after every epoch, Ctrl-C -> checkpoint + Interrupted,
+and DDP under torchrun (each rank trains on its share of every step's batch; rank 0 evaluates and
+writes). Each trainer supplies what differs (its loss and its evaluation)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ import torch
 from dlcli.errors import DataError, InputError
 from dlcli.progress import Reporter
 from dlcli.training.checkpoint import Interrupted, load_checkpoint, save_checkpoint
+from dlcli.training.distributed import Dist
+from dlcli.training.run import RunFolder
+from dlcli.training.schedules import warmup_cosine
 
 POSITIVE = ("epochs", "batch_size", "steps_per_epoch", "val_size")
 
@@ -62,14 +66,19 @@ class SplitData:
     def scene_sample(self, seed: int, index: int) -> Any:
         raise NotImplementedError
 
-    def batch(self, epoch: int, step_in_epoch: int) -> Any:
-        """The samples of one training step, as a list (subclasses may collate them)."""
+    def batch(self, epoch: int, step_in_epoch: int, dist: Dist | None = None) -> Any:
+        """This rank's samples of one training step, as a list (subclasses may collate them): the
+        step's global batch is the same on every rank, each rank takes every world_size-th item."""
         b = self.cfg.batch_size
+        rank, world = (dist.rank, dist.world_size) if dist is not None else (0, 1)
         if self.scenes is not None:
             start = (epoch * self.steps_per_epoch + step_in_epoch) * b
-            return [self.scene_sample(self.scenes.TRAIN_SEED, start + i) for i in range(b)]
+            return [self.scene_sample(self.scenes.TRAIN_SEED, start + i) for i in range(rank, b, world)]
         perm = np.random.default_rng([self.cfg.seed, epoch]).permutation(self.train_indices)
-        return [self.dataset[int(i)] for i in perm[step_in_epoch * b:(step_in_epoch + 1) * b]]
+        chosen = perm[step_in_epoch * b:(step_in_epoch + 1) * b]
+        if world > 1 and len(chosen) < world:  # a ragged last batch: every rank needs a sample
+            chosen = np.resize(chosen, world)
+        return [self.dataset[int(i)] for i in chosen[rank::world]]
 
     def validation(self) -> Iterator[Any]:
         for i in self.val_indices:
@@ -94,30 +103,20 @@ def scene_weights_meta(cfg: Any, *, arch: str, task: str, metrics: dict[str, Any
     }
 
 
-def warmup_cosine(total_steps: int, warmup: int, floor: float = 0.05) -> Callable[[int], float]:
-    """LR multiplier: linear warm-up over `warmup` steps, then cosine from 1 down to `floor`."""
-    total = max(1, total_steps)
-    warm = max(0, min(warmup, total - 1))
-
-    def factor(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        t = min(1.0, (step - warm) / max(1, total - warm))
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
-
-    return factor
-
-
-def prepare_run_dir(out: Path, resume: bool) -> Path:
+def open_config(cls: type, cfg: Any, out: Path, resume: bool) -> Any:
+    """The run's config: a resumed run continues with its own settings (only --epochs may grow);
+    counts that must be positive are checked."""
     out = Path(out).expanduser()
-    ckpt = out / "checkpoint.pt"
     if resume:
-        if not ckpt.is_file():
-            raise InputError(f"--resume {out}: no checkpoint.pt there; give the --out folder of an earlier run")
-    elif ckpt.exists():
-        raise InputError(f"{out} already holds a run (checkpoint.pt); pass --resume {out} or choose a new --out")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+        if not (out / "checkpoint.pt").is_file():
+            raise InputError(f"--resume {out}: no run to continue there (no checkpoint.pt); give the folder of "
+                             "an earlier run")
+        saved = json.loads(torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)["config"])
+        cfg = config_from_checkpoint(cls, saved, {"epochs": cfg.epochs})
+    for name in POSITIVE:
+        if hasattr(cfg, name) and getattr(cfg, name) < 1:
+            raise InputError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
+    return cfg
 
 
 def config_from_checkpoint(cls: type, saved: dict[str, Any], override: dict[str, Any]) -> Any:
@@ -128,27 +127,9 @@ def config_from_checkpoint(cls: type, saved: dict[str, Any], override: dict[str,
     return cls(**values)
 
 
-def open_run(cls: type, cfg: Any, out: Path, resume: bool) -> tuple[Any, Path]:
-    """(config, run folder): a resumed run continues with its own settings (only --epochs may
-    grow); counts that must be positive are checked."""
-    out = prepare_run_dir(out, resume)
-    if resume:
-        saved = json.loads(torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)["config"])
-        cfg = config_from_checkpoint(cls, saved, {"epochs": cfg.epochs})
-    for name in POSITIVE:
-        if hasattr(cfg, name) and getattr(cfg, name) < 1:
-            raise InputError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
-    return cfg, out
-
-
-def append_jsonl(path: Path, row: dict[str, Any]) -> None:
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(row, sort_keys=True) + "\n")
-
-
 def run_epochs(
     cfg: Any,
-    out: Path,
+    run: RunFolder,
     *,
     resume: bool,
     steps_per_epoch: int,
@@ -160,29 +141,31 @@ def run_epochs(
     evaluate: Callable[[], tuple[dict[str, float], float]],
     weights_meta: Callable[[dict[str, Any], int], dict[str, Any]],
     clip_norm: float | None = None,
+    dist: Dist | None = None,
 ) -> TrainSummary:
     """Train `params` for `cfg.epochs` (AdamW, `cfg.lr`, `cfg.weight_decay`, `cfg.warmup_steps`),
-    resuming mid-epoch from the folder's checkpoint when `resume`.
+    resuming mid-epoch from the run's checkpoint when `resume`.
 
-    `step_loss(epoch, step)` returns the loss of one batch (under the runtime's autocast);
-    `evaluate()` returns (metrics to log, the score that picks the best weights);
+    `step_loss(epoch, step)` returns the loss of this rank's share of one batch (under the
+    runtime's autocast, through the DDP-wrapped model when distributed); `evaluate()` returns
+    (metrics to log, the score that picks the best weights), on rank 0 only;
     `weights_meta(metrics, global_step)` the metadata saved beside the weights."""
-    from dlcli.weights.store import save_weights_file
-
+    dist = dist or Dist()
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, warmup_cosine(cfg.epochs * steps_per_epoch, cfg.warmup_steps))
     progress: dict[str, Any] = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, best_key: -1.0, "seconds": 0.0}
     if resume:
-        state = load_checkpoint(out / "checkpoint.pt", model=model, optimizer=optimizer, scheduler=scheduler)
+        state = load_checkpoint(run.checkpoint, model=model, optimizer=optimizer, scheduler=scheduler)
         progress.update(state["progress"])
-        reporter.message(f"resuming {out} at epoch {progress['epoch'] + 1}, step {progress['global_step']}")
+        reporter.message(f"resuming {run.path} at epoch {progress['epoch'] + 1}, step {progress['global_step']}")
 
     def checkpoint() -> Path:
-        return save_checkpoint(out / "checkpoint.pt", model=model, optimizer=optimizer, scheduler=scheduler,
-                               progress=progress, config=asdict(cfg))
+        if dist.is_main:
+            save_checkpoint(run.checkpoint, model=model, optimizer=optimizer, scheduler=scheduler,
+                            progress=progress, config=asdict(cfg))
+        return run.checkpoint
 
-    best_path = out / "best.safetensors"
     metrics: dict[str, float] = {}
     started = time.time() - float(progress["seconds"])
     model.train()
@@ -209,22 +192,42 @@ def run_epochs(
                 progress["global_step"] += 1
                 reporter.advance(1, loss=float(np.mean(losses[-20:])))
             reporter.finish()
-            metrics, score = evaluate()
+            step = int(progress["global_step"])
+            train_loss = dist.all_reduce_sum([float(np.mean(losses))])[0] / dist.world_size
+            run.log("train", {"loss": train_loss, "lr": optimizer.param_groups[0]["lr"]}, step=step, epoch=epoch + 1)
+            if dist.is_main:
+                metrics, score = evaluate()
+                row = run.log("val", metrics, step=step, epoch=epoch + 1)
+                reporter.row({"epoch": epoch + 1, "step": step, "loss": round(train_loss, 4), **metrics,
+                              "lr": optimizer.param_groups[0]["lr"], "minutes": round(row["time"] / 60, 1)})
+                meta = weights_meta({**metrics, "epoch": epoch + 1}, step)
+                run.save_weights("last", model.state_dict(), meta)
+                if score > progress[best_key]:
+                    progress[best_key] = score
+                    run.save_weights("best", model.state_dict(), meta)
+                    run.note_best(best_key.removeprefix("best_"), score, step=step, epoch=epoch + 1)
             progress["seconds"] = time.time() - started
-            row = {"epoch": epoch + 1, "step": progress["global_step"], "loss": round(float(np.mean(losses)), 4),
-                   **metrics, "lr": optimizer.param_groups[0]["lr"], "minutes": round(progress["seconds"] / 60, 1)}
-            reporter.row(row)
-            append_jsonl(out / "metrics.jsonl", row)
-            meta = weights_meta({**metrics, "epoch": epoch + 1}, int(progress["global_step"]))
-            save_weights_file(out / "last.safetensors", model.state_dict(), meta)
-            if score > progress[best_key]:
-                progress[best_key] = score
-                save_weights_file(best_path, model.state_dict(), meta)
             progress["epoch"] = epoch + 1
             progress["step_in_epoch"] = 0
             checkpoint()
+            dist.barrier()
     except KeyboardInterrupt:
         reporter.finish()
         progress["seconds"] = time.time() - started
-        raise Interrupted(checkpoint()) from None
-    return TrainSummary(out, best_path, cfg.epochs, metrics, time.time() - started)
+        checkpoint()
+        run.interrupted()
+        raise Interrupted(run.checkpoint) from None
+    identical = replicas_identical(model, dist)
+    run.finish(epochs=cfg.epochs, world_size=dist.world_size, ranks_identical=identical)
+    return TrainSummary(run.path, run.best, cfg.epochs, metrics, time.time() - started)
+
+
+def replicas_identical(model: torch.nn.Module, dist: Dist) -> bool:
+    """Under DDP, check that every rank ended with the same weights (a cheap sum of each tensor,
+    compared across ranks); a single process is trivially identical."""
+    if not dist.active:
+        return True
+    module = getattr(model, "module", model)
+    sums = [float(t.detach().double().sum()) for t in module.state_dict().values() if t.is_floating_point()]
+    total = dist.all_reduce_sum(sums)
+    return all(abs(t - s * dist.world_size) <= 1e-6 * max(1.0, abs(t)) for t, s in zip(total, sums))

@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterator
 import torch
 import torch.nn.functional as F
 
+from dlcli.training.configs import MNIST_SCHEDULES, MnistTrainConfig
 from dlcli.data.mnist import file_hashes, load_mnist, to_float
 from dlcli.evaluation.mnist import confused_pairs, confusion_matrix, misclassified_grid, predict_probs
 from dlcli.errors import InputError
@@ -30,67 +31,8 @@ from dlcli.training.checkpoint import Interrupted, load_checkpoint, save_checkpo
 from dlcli.training.distributed import Dist
 
 LABELS = [str(d) for d in range(10)]
-SCHEDULES = ("none", "step", "cosine")
+SCHEDULES = MNIST_SCHEDULES
 BOOK_ACCURACY = 0.9938  # the book's reported test accuracy for this network and recipe
-
-
-@dataclass
-class MnistTrainConfig:
-    """What defines a run (and must match when it is resumed)."""
-
-    epochs: int = 20
-    """Passes over the training set (the book: 20)."""
-    batch_size: int = 100
-    """Global batch size, split over DDP ranks (the book: 100)."""
-    lr: float = 1e-3
-    """Adam learning rate (the book: 0.001)."""
-    augment: bool = False
-    """Random rotation (+-10 deg), scale (0.9-1.1) and shift (+-2 px) per image; never flips."""
-    lr_schedule: str = "none"
-    """none | step (x0.1 at 50% and 75% of the run) | cosine (to 0 over the run, per step)."""
-    seed: int = 0
-    """Seed of the first net; ensemble member k uses seed + k."""
-    limit: int | None = None
-    """Train on the first N training images only (smoke runs)."""
-    ensemble: int = 1
-    """Number of nets trained; their averaged probabilities are the ensemble's prediction."""
-    channels_last: bool = True
-    """NHWC activations: faster convolutions on CPUs (measured in benchmarks/mnist_train.py)."""
-    workers: int = 0
-    """Processes preparing batches (0: in the training process)."""
-    checkpoint_every: int = 200
-    """Steps between checkpoints (one is also written at every epoch end and on Ctrl-C)."""
-
-    def identity(self) -> dict[str, Any]:
-        """The fields that must agree for --resume to continue the same run."""
-        d = asdict(self)
-        for k in ("workers", "checkpoint_every", "channels_last"):
-            d.pop(k)
-        return d
-
-    def check(self) -> None:
-        if self.epochs < 1:
-            raise InputError("--epochs must be at least 1")
-        if self.batch_size < 1:
-            raise InputError("--batch-size must be at least 1")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise InputError("--lr must be a positive number")
-        if self.lr_schedule not in SCHEDULES:
-            raise InputError(f"unknown --lr-schedule {self.lr_schedule!r}: use none, step or cosine")
-        if self.limit is not None and self.limit < 1:
-            raise InputError("--limit must be at least 1")
-        if self.ensemble < 1:
-            raise InputError("--ensemble must be at least 1")
-        if self.workers < 0:
-            raise InputError("--workers must be 0 or more")
-
-    def recipe(self) -> str:
-        parts = [f"Adam lr {self.lr:g}", f"batch {self.batch_size}", f"{self.epochs} epochs",
-                 f"lr schedule {self.lr_schedule}", "augmentation (rotate 10, scale 0.9-1.1, shift 2px)"
-                 if self.augment else "no augmentation", f"seed {self.seed}"]
-        if self.limit:
-            parts.append(f"first {self.limit} training images")
-        return ", ".join(parts)
 
 
 @dataclass

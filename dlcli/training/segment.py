@@ -11,7 +11,7 @@ background first).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -19,39 +19,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dlcli.training.configs import SegmentTrainConfig
 from dlcli.data.masks import IGNORE_INDEX, MaskFolder, Sample
 from dlcli.evaluation.segmentation import evaluate_segmenter
 from dlcli.progress import NullReporter, Reporter
-from dlcli.training.epochs import SplitData, TrainSummary, open_run, run_epochs, scene_weights_meta
+from dlcli.training.distributed import Dist
+from dlcli.training.epochs import SplitData, TrainSummary, open_config, run_epochs, scene_weights_meta
+from dlcli.training.run import RunFolder
 
 ARCH = "fcn_small"
 LICENSE = "MIT (trained by the dlcli authors on generated scenes)"
-
-
-@dataclass
-class SegmentTrainConfig:
-    """Options of an FCN training run (what `dl segment train` exposes)."""
-
-    data: str = "scenes"
-    """'scenes' (the synthetic world) or a folder with images/ and masks/."""
-    epochs: int = 10
-    steps_per_epoch: int = 100
-    """Batches per epoch (scenes only; a folder's epoch is one pass over its images)."""
-    batch_size: int = 8
-    lr: float = 4e-3
-    """Peak AdamW learning rate (linear warm-up, then cosine decay)."""
-    weight_decay: float = 1e-4
-    warmup_steps: int = 100
-    val_size: int = 100
-    """Held-out scenes (validation seed) scored after every epoch; folders: the last 10% of images."""
-    width: int = 16
-    image_size: int = 128
-    """Scenes are generated at this size; folder images are resized to it for training."""
-    seed: int = 0
-    classes: list[str] = field(default_factory=list)
-
-    def model_config(self) -> dict[str, Any]:
-        return {"num_classes": len(self.classes), "width": self.width}
 
 
 class SegData(SplitData):
@@ -65,8 +42,8 @@ class SegData(SplitData):
         return (torch.from_numpy(s.image).permute(2, 0, 1).float().div_(255.0),
                 torch.from_numpy(s.semantic.astype(np.int64)))
 
-    def batch(self, epoch: int, step_in_epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
-        items = super().batch(epoch, step_in_epoch)
+    def batch(self, epoch: int, step_in_epoch: int, dist: Dist | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        items = super().batch(epoch, step_in_epoch, dist)
         return torch.stack([x for x, _ in items]), torch.stack([m for _, m in items])
 
 
@@ -77,24 +54,27 @@ def weights_meta(cfg: SegmentTrainConfig, metrics: dict[str, Any], steps: int) -
     return scene_weights_meta(cfg, arch=ARCH, task="segment", metrics=metrics, recipe=recipe, license=LICENSE)
 
 
-def train_segmenter(cfg: SegmentTrainConfig, out: Path, runtime: Any, *, resume: bool = False,
-                    reporter: Reporter | None = None) -> TrainSummary:
+def train_segmenter(cfg: SegmentTrainConfig, out: Path, runtime: Any, *, resume: bool = False, force: bool = False,
+                    reporter: Reporter | None = None, dist: Dist | None = None) -> TrainSummary:
     """Train (or continue training) the small FCN; returns where the best weights are."""
     from dlcli.device import seed_everything
     from dlcli.models.fcn_small import FCNSmall
 
     reporter = reporter or NullReporter()
-    cfg, out = open_run(SegmentTrainConfig, cfg, out, resume)
+    dist = dist or Dist()
+    cfg = open_config(SegmentTrainConfig, cfg, out, resume)
     seed_everything(cfg.seed)
     data = SegData(cfg)
     cfg.classes = data.classes
+    run = RunFolder.open(out, task="segment", config=asdict(cfg), resume=resume, force=force, writer=dist.is_main)
     model = runtime.place(FCNSmall(**cfg.model_config()))
+    net = dist.wrap(model)
 
     def step_loss(epoch: int, step: int) -> torch.Tensor:
-        x, y = data.batch(epoch, step)
+        x, y = data.batch(epoch, step, dist)
         x, y = runtime.to(x), runtime.to(y)
         with runtime.autocast():
-            logits = model(x)
+            logits = net(x)
         return F.cross_entropy(logits.float(), y, ignore_index=IGNORE_INDEX)
 
     def evaluate() -> tuple[dict[str, float], float]:
@@ -102,6 +82,7 @@ def train_segmenter(cfg: SegmentTrainConfig, out: Path, runtime: Any, *, resume:
                                 batch_size=cfg.batch_size, reporter=reporter, total=len(data.val_indices))
         return {"val_miou": round(cm.mean_iou(), 4), "val_pixel_acc": round(cm.pixel_accuracy(), 4)}, cm.mean_iou()
 
-    return run_epochs(cfg, out, resume=resume, steps_per_epoch=data.steps_per_epoch, best_key="best_miou",
+    return run_epochs(cfg, run, resume=resume, steps_per_epoch=data.steps_per_epoch, best_key="best_miou",
                       model=model, params=list(model.parameters()), reporter=reporter, step_loss=step_loss,
-                      evaluate=evaluate, weights_meta=lambda metrics, steps: weights_meta(cfg, metrics, steps))
+                      evaluate=evaluate, weights_meta=lambda metrics, steps: weights_meta(cfg, metrics, steps),
+                      dist=dist)

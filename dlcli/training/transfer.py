@@ -10,45 +10,13 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
+from dlcli.training.configs import TransferArgs
 from dlcli.errors import DataError, InputError, WeightsError
 from dlcli.progress import NullReporter, Reporter
-
-
-@dataclass
-class TransferArgs:
-    data_dir: Path
-    """ImageFolder layout: DATA_DIR/<class>/<image>."""
-    base: str = "resnet18.imagenet"
-    """Weights to start from: any classify entry (torchvision, bundled, imported, package)."""
-    out: Path = Path("runs/classify")
-    """Run folder: best.safetensors, checkpoint.pt, metrics.jsonl."""
-    epochs: int = 5
-    """Passes over the training images."""
-    lr: float = 1e-3
-    """Peak learning rate of the new head; a fully fine-tuned backbone gets a tenth of it."""
-    batch_size: int = 32
-    """Images per step (per process under torchrun)."""
-    val_split: float = 0.2
-    """Share of each class held out for validation; 0 selects on training accuracy."""
-    freeze_backbone: bool = False
-    """Train only the new head; the backbone (and its batch-norm statistics) stay as they were."""
-    augment: bool = True
-    """Random resized crops and horizontal flips on training images."""
-    weight_decay: float = 1e-4
-    """AdamW weight decay."""
-    workers: int = 0
-    """DataLoader worker processes."""
-    resume: bool = False
-    """Continue the run in `out` from its checkpoint."""
-    force: bool = False
-    """Start over in an `out` that already holds a run."""
-    seed: int = 0
-    """Seed of the validation split (and of training when --seed is not given)."""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 # --- the model's head -------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from dlcli.cli.app import Options, command, group
+from dlcli.cli.config_options import RunOptions, TrainOptions
 
 
 def register(app: typer.Typer) -> None:
@@ -57,38 +58,21 @@ def register(app: typer.Typer) -> None:
             render.render_detect(report)
         raise_for_failures(len(report.failures), len(report.images), "read")
 
-    @command(grp, "train")
+    from dlcli.training.configs import DetectTrainConfig
+
+    @command(grp, "train", config=DetectTrainConfig, run_folder="runs/detect")
     def train(
-        data: str = typer.Option("scenes", "--data", help="'scenes' (synthetic world) or a COCO-format annotations JSON."),
-        images: Optional[Path] = typer.Option(None, "--images", help="Image folder of a COCO JSON (default: the JSON's folder)."),
-        out: Optional[Path] = typer.Option(None, "--out", "-o", help="New run folder: checkpoint.pt, best.safetensors, last.safetensors, metrics.jsonl."),
-        resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this folder from its checkpoint."),
-        epochs: int = typer.Option(8, "--epochs", min=1, help="Epochs (a resumed run may be given more)."),
-        steps_per_epoch: int = typer.Option(100, "--steps-per-epoch", min=1, help="Batches per epoch (scenes only)."),
-        batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="Images per step."),
-        lr: float = typer.Option(3e-3, "--lr", help="Peak AdamW learning rate (warm-up, then cosine)."),
-        val_size: int = typer.Option(100, "--val-size", min=1, help="Validation scenes scored after each epoch."),
-        backbone: str = typer.Option("fcn", "--backbone", help="fcn (our FCN's encoder) or conv (plain, from scratch)."),
-        init_from: Optional[str] = typer.Option(None, "--init-from", help="Start the fcn backbone from these segment weights' encoder (e.g. fcn_small.scenes)."),
-        freeze_backbone: bool = typer.Option(False, "--freeze-backbone", help="Keep the (initialised) FCN encoder fixed; train the rest."),
-        name: Optional[str] = typer.Option(None, "--name", help="Also store the best weights as this entry (e.g. fasterrcnn_small.mine)."),
-        force: bool = typer.Option(False, "--force", help="Replace an earlier entry of the same --name."),
+        name: Optional[str] = typer.Option(None, "--name", help="Also store the best weights as this entry (e.g. fasterrcnn_small.mine; --force replaces one)."),
         *,
+        train: TrainOptions,
+        run: RunOptions,
         opts: Options,
     ) -> None:
-        """Train the small Faster R-CNN (progress, per-epoch mAP, checkpoints; Ctrl-C saves, --resume continues)."""
-        from dlcli.cli.commands._vision_train import finish_vision_train
-        from dlcli.errors import InputError
-        from dlcli.training.detect import DetectTrainConfig, train_detector
+        """Train the small Faster R-CNN (progress, per-epoch mAP, checkpoints; Ctrl-C saves, --resume continues;
+        DDP under torchrun)."""
+        from dlcli.cli.commands._train import train_vision
 
-        if (out is None) == (resume is None):
-            raise InputError("give --out DIR for a new run or --resume DIR to continue one")
-        cfg = DetectTrainConfig(data=data, images=str(images) if images else None, epochs=epochs,
-                                steps_per_epoch=steps_per_epoch, batch_size=batch_size, lr=lr, val_size=val_size,
-                                backbone=backbone, init_from=init_from, freeze_backbone=freeze_backbone, seed=opts.seed if opts.seed is not None else 0)
-        rt, reporter = opts.start()
-        summary = train_detector(cfg, resume or out, rt, resume=resume is not None, reporter=reporter)  # type: ignore[arg-type]
-        finish_vision_train("detect", summary, name, force, rt, opts)
+        train_vision("detect", DetectTrainConfig, train, run, name, opts)
 
     @command(grp, "eval")
     def eval_(

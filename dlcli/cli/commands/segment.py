@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from dlcli.cli.app import Options, command, group
+from dlcli.cli.config_options import RunOptions, TrainOptions
 
 
 def register(app: typer.Typer) -> None:
@@ -44,35 +45,21 @@ def register(app: typer.Typer) -> None:
             render.render_segment(report)
         raise_for_failures(len(report.failures), len(report.images), "read")
 
-    @command(grp, "train")
+    from dlcli.training.configs import SegmentTrainConfig
+
+    @command(grp, "train", config=SegmentTrainConfig, run_folder="runs/segment")
     def train(
-        data: str = typer.Option("scenes", "--data", help="'scenes' (synthetic world) or a folder with images/ and masks/ (+ classes.txt)."),
-        out: Optional[Path] = typer.Option(None, "--out", "-o", help="New run folder: checkpoint.pt, best.safetensors, last.safetensors, metrics.jsonl."),
-        resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this folder from its checkpoint."),
-        epochs: int = typer.Option(10, "--epochs", min=1, help="Epochs (a resumed run may be given more)."),
-        steps_per_epoch: int = typer.Option(100, "--steps-per-epoch", min=1, help="Batches per epoch (scenes only)."),
-        batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="Images per step."),
-        lr: float = typer.Option(4e-3, "--lr", help="Peak AdamW learning rate (warm-up, then cosine)."),
-        val_size: int = typer.Option(100, "--val-size", min=1, help="Validation scenes scored after each epoch."),
-        image_size: int = typer.Option(128, "--image-size", min=32, help="Scene size / size folder images are resized to."),
-        name: Optional[str] = typer.Option(None, "--name", help="Also store the best weights as this entry (e.g. fcn_small.mine)."),
-        force: bool = typer.Option(False, "--force", help="Replace an earlier entry of the same --name."),
+        name: Optional[str] = typer.Option(None, "--name", help="Also store the best weights as this entry (e.g. fcn_small.mine; --force replaces one)."),
         *,
+        train: TrainOptions,
+        run: RunOptions,
         opts: Options,
     ) -> None:
-        """Train the small FCN (progress, per-epoch mIoU, checkpoints; Ctrl-C saves, --resume continues)."""
-        from dlcli.cli.commands._vision_train import finish_vision_train
-        from dlcli.errors import InputError
-        from dlcli.training.segment import SegmentTrainConfig, train_segmenter
+        """Train the small FCN (progress, per-epoch mIoU, checkpoints; Ctrl-C saves, --resume continues;
+        DDP under torchrun)."""
+        from dlcli.cli.commands._train import train_vision
 
-        if (out is None) == (resume is None):
-            raise InputError("give --out DIR for a new run or --resume DIR to continue one")
-        cfg = SegmentTrainConfig(data=data, epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size,
-                                 lr=lr, val_size=val_size, image_size=image_size,
-                                 seed=opts.seed if opts.seed is not None else 0)
-        rt, reporter = opts.start()
-        summary = train_segmenter(cfg, resume or out, rt, resume=resume is not None, reporter=reporter)  # type: ignore[arg-type]
-        finish_vision_train("segment", summary, name, force, rt, opts)
+        train_vision("segment", SegmentTrainConfig, train, run, name, opts)
 
     @command(grp, "eval")
     def eval_(

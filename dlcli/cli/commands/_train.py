@@ -1,0 +1,47 @@
+"""What the train commands share: the device and process group, then (detect, segment) the
+trainer call, registering the best weights under --name and rendering the report.
+(A leading underscore: not a command module.)"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from dlcli.cli.app import Options
+from dlcli.cli.config_options import RunOptions, TrainOptions
+
+
+def train_vision(task: str, config_cls: type, train: TrainOptions, run: RunOptions, name: Optional[str],
+                 opts: Options) -> None:
+    """`dl detect train` / `dl segment train`: one body for both (they differ in their trainer)."""
+    from dlcli import render
+    from dlcli.device import Runtime
+    from dlcli.progress import NullReporter
+    from dlcli.results import Provenance, VisionTrainReport
+    from dlcli.tasks.detect import register_trained
+    from dlcli.training import distributed
+
+    run.check()
+    cfg = train.build(config_cls, seed=opts.seed if opts.seed is not None else 0)
+    if task == "detect":
+        from dlcli.training.detect import train_detector as trainer
+    else:
+        from dlcli.training.segment import train_segmenter as trainer
+    dist = distributed.setup(opts.device)
+    try:
+        rt = Runtime.create(dist.device_spec(opts.device), opts.precision, opts.seed, opts.deterministic)
+        reporter: Any = opts.reporter() if dist.is_main else NullReporter()  # only rank 0 talks
+        for notice in rt.notices:
+            reporter.message(notice)
+        summary = trainer(cfg, run.folder, rt, resume=run.resuming, force=run.force, reporter=reporter, dist=dist)
+        if not dist.is_main:
+            return
+        registered = register_trained(name, summary.best, task=task, force=run.force)
+        report = VisionTrainReport(task=task, out=summary.out, best=summary.best, registered=registered,
+                                   epochs=summary.epochs, metrics=summary.metrics, seconds=summary.seconds,
+                                   provenance=Provenance.collect(rt, registered, None))
+        if opts.json:
+            render.emit_json(report.to_dict())
+        else:
+            render.render_vision_train(report, f"dl {task} IMAGE")
+    finally:
+        dist.close()

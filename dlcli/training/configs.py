@@ -1,0 +1,360 @@
+"""The options of every trainer, as plain dataclasses (no torch import): one source for the
+trainers, the checkpoints that must match on --resume, and the CLI, which turns each field into an
+option (dlcli/cli/config_options.py: the docstring under a field is its help, `metadata["cli"]`
+adds short flags and bounds)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dlcli.errors import InputError
+
+MNIST_SCHEDULES = ("none", "step", "cosine")
+
+
+def cli(**hints: Any) -> dict[str, Any]:
+    """Field metadata for the generated CLI option (flag, aliases, min, max, hidden, help, skip)."""
+    return {"cli": hints}
+
+
+@dataclass
+class MnistTrainConfig:
+    """What defines a run (and must match when it is resumed)."""
+
+    epochs: int = field(default=20, metadata=cli(aliases=("-e",), min=1))
+    """Passes over the training set (the book: 20)."""
+    batch_size: int = field(default=100, metadata=cli(aliases=("-b",), min=1))
+    """Global batch size, split over DDP ranks (the book: 100)."""
+    lr: float = 1e-3
+    """Adam learning rate (the book: 0.001)."""
+    augment: bool = False
+    """Random rotation (+-10 deg), scale (0.9-1.1) and shift (+-2 px) per image; never flips."""
+    lr_schedule: str = "none"
+    """none | step (x0.1 at 50% and 75% of the run) | cosine (to 0 over the run, per step)."""
+    seed: int = 0
+    """Seed of the first net; ensemble member k uses seed + k."""
+    limit: int | None = field(default=None, metadata=cli(min=1))
+    """Train on the first N training images only (smoke runs)."""
+    ensemble: int = field(default=1, metadata=cli(min=1))
+    """Number of nets trained; their averaged probabilities are the ensemble's prediction."""
+    channels_last: bool = True
+    """NHWC activations: faster convolutions on CPUs (measured in benchmarks/mnist_train.py)."""
+    workers: int = field(default=0, metadata=cli(min=0))
+    """Processes preparing batches (0: in the training process)."""
+    checkpoint_every: int = field(default=200, metadata=cli(min=1))
+    """Steps between checkpoints (one is also written at every epoch end and on Ctrl-C)."""
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that must agree for --resume to continue the same run."""
+        d = asdict(self)
+        for k in ("workers", "checkpoint_every", "channels_last"):
+            d.pop(k)
+        return d
+
+    def check(self) -> None:
+        if self.epochs < 1:
+            raise InputError("--epochs must be at least 1")
+        if self.batch_size < 1:
+            raise InputError("--batch-size must be at least 1")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise InputError("--lr must be a positive number")
+        if self.lr_schedule not in MNIST_SCHEDULES:
+            raise InputError(f"unknown --lr-schedule {self.lr_schedule!r}: use none, step or cosine")
+        if self.limit is not None and self.limit < 1:
+            raise InputError("--limit must be at least 1")
+        if self.ensemble < 1:
+            raise InputError("--ensemble must be at least 1")
+        if self.workers < 0:
+            raise InputError("--workers must be 0 or more")
+
+    def recipe(self) -> str:
+        parts = [f"Adam lr {self.lr:g}", f"batch {self.batch_size}", f"{self.epochs} epochs",
+                 f"lr schedule {self.lr_schedule}", "augmentation (rotate 10, scale 0.9-1.1, shift 2px)"
+                 if self.augment else "no augmentation", f"seed {self.seed}"]
+        if self.limit:
+            parts.append(f"first {self.limit} training images")
+        return ", ".join(parts)
+
+
+@dataclass
+class TransferArgs:
+    """Options of a fine-tuning run (what `dl classify train` exposes)."""
+
+    data_dir: Path
+    """ImageFolder layout: DATA_DIR/<class>/<image>."""
+    base: str = field(default="resnet18.imagenet", metadata=cli(flag="--from"))
+    """Weights to start from: any classify entry (torchvision, bundled, imported, package)."""
+    out: Path = Path("runs/classify")
+    """Run folder: best.safetensors, checkpoint.pt, metrics.jsonl."""
+    epochs: int = field(default=5, metadata=cli(aliases=("-e",), min=1))
+    """Passes over the training images."""
+    lr: float = 1e-3
+    """Peak learning rate of the new head; a fully fine-tuned backbone gets a tenth of it."""
+    batch_size: int = field(default=32, metadata=cli(aliases=("-b",), min=1))
+    """Images per step (per process under torchrun)."""
+    val_split: float = 0.2
+    """Share of each class held out for validation; 0 selects on training accuracy."""
+    freeze_backbone: bool = field(default=False, metadata=cli(bool_flags="--freeze-backbone/--full"))
+    """Train only the new head; the backbone (and its batch-norm statistics) stay as they were."""
+    augment: bool = True
+    """Random resized crops and horizontal flips on training images."""
+    weight_decay: float = 1e-4
+    """AdamW weight decay."""
+    workers: int = field(default=0, metadata=cli(min=0))
+    """DataLoader worker processes."""
+    resume: bool = False
+    """Continue the run in `out` from its checkpoint."""
+    force: bool = False
+    """Start over in an `out` that already holds a run."""
+    seed: int = 0
+    """Seed of the validation split (and of training when --seed is not given)."""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DetectTrainConfig:
+    """Options of a detector training run (what `dl detect train` exposes)."""
+
+    data: str = "scenes"
+    """'scenes' (the synthetic world) or a COCO-format annotations JSON file."""
+    images: str | None = None
+    """Image folder for a COCO JSON (default: the JSON's folder)."""
+    epochs: int = field(default=8, metadata=cli(aliases=("-e",), min=1))
+    """Passes; for scenes an epoch is --steps-per-epoch batches of fresh scenes (a resumed run may be given more)."""
+    steps_per_epoch: int = field(default=100, metadata=cli(min=1))
+    """Batches per epoch (scenes only; a COCO set's epoch is one pass over its images)."""
+    batch_size: int = field(default=8, metadata=cli(aliases=("-b",), min=1))
+    """Images per step (split over the processes under torchrun)."""
+    lr: float = 3e-3
+    """Peak AdamW learning rate (linear warm-up, then cosine decay to 1/20 of it)."""
+    weight_decay: float = 1e-4
+    """AdamW weight decay."""
+    warmup_steps: int = field(default=100, metadata=cli(min=0))
+    """Steps of linear learning-rate warm-up."""
+    val_size: int = field(default=100, metadata=cli(min=1))
+    """Held-out scenes (validation seed) scored after every epoch; COCO: the last 10% of images."""
+    backbone: str = "fcn"
+    """fcn (our FCN's encoder, can start from a trained FCN) or conv (plain, from scratch)."""
+    width: int = field(default=16, metadata=cli(min=4, max=256))
+    """Channels of the backbone's first stage (each stage doubles it)."""
+    out_channels: int = field(default=64, metadata=cli(min=8, max=1024))
+    """Channels of the feature pyramid."""
+    representation: int = field(default=128, metadata=cli(min=8, max=4096))
+    """Width of the box head's two fully connected layers."""
+    image_size: int = field(default=128, metadata=cli(min=32, max=1024))
+    """Side of the generated scenes."""
+    seed: int = field(default=0, metadata=cli(skip=True))
+    init_from: str | None = None
+    """Start the fcn backbone from these segment weights' encoder (e.g. fcn_small.scenes)."""
+    freeze_backbone: bool = field(default=False, metadata=cli(bool_flags="--freeze-backbone/--train-backbone"))
+    """Train only the FPN, RPN and box head on top of the (initialised) FCN encoder: faster per step."""
+    classes: list[str] = field(default_factory=list)
+    """Class names, background first (filled from the data)."""
+
+    def model_config(self) -> dict[str, Any]:
+        return {
+            "num_classes": len(self.classes),
+            "backbone": self.backbone,
+            "width": self.width,
+            "out_channels": self.out_channels,
+            "representation": self.representation,
+            "image_size": self.image_size,
+        }
+
+
+@dataclass
+class SegmentTrainConfig:
+    """Options of an FCN training run (what `dl segment train` exposes)."""
+
+    data: str = "scenes"
+    """'scenes' (the synthetic world) or a folder with images/ and masks/ (+ classes.txt)."""
+    epochs: int = field(default=10, metadata=cli(aliases=("-e",), min=1))
+    """Passes; for scenes an epoch is --steps-per-epoch batches of fresh scenes (a resumed run may be given more)."""
+    steps_per_epoch: int = field(default=100, metadata=cli(min=1))
+    """Batches per epoch (scenes only; a folder's epoch is one pass over its images)."""
+    batch_size: int = field(default=8, metadata=cli(aliases=("-b",), min=1))
+    """Images per step (split over the processes under torchrun)."""
+    lr: float = 4e-3
+    """Peak AdamW learning rate (linear warm-up, then cosine decay)."""
+    weight_decay: float = 1e-4
+    """AdamW weight decay."""
+    warmup_steps: int = field(default=100, metadata=cli(min=0))
+    """Steps of linear learning-rate warm-up."""
+    val_size: int = field(default=100, metadata=cli(min=1))
+    """Held-out scenes (validation seed) scored after every epoch; folders: the last 10% of images."""
+    width: int = field(default=16, metadata=cli(min=4, max=256))
+    """Channels of the FCN's first stage (each stage doubles it)."""
+    image_size: int = field(default=128, metadata=cli(min=32, max=1024))
+    """Scenes are generated at this size; folder images are resized to it for training."""
+    seed: int = field(default=0, metadata=cli(skip=True))
+    classes: list[str] = field(default_factory=list)
+    """Class names, background first (filled from the data)."""
+
+    def model_config(self) -> dict[str, Any]:
+        return {"num_classes": len(self.classes), "width": self.width}
+
+
+@dataclass
+class CaptionTrainConfig:
+    """Everything a run depends on; stored in the checkpoint so --resume continues the same run."""
+
+    out: str
+    data: str = "scenes"  # "scenes" or "coco"
+    captions_file: str | None = None  # COCO captions JSON
+    images_dir: str | None = None
+    train_size: int = 8000  # scenes rendered for training
+    val_size: int = 300  # held-out scenes (another seed) for per-epoch BLEU
+    val_fraction: float = 0.05  # COCO: share of images held out
+    image_size: int = 80
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    max_length: int = 24  # words per caption (training cuts, inference stops)
+    min_count: int = 1  # COCO: words seen fewer times become <unk>
+    backbone: str = "small"
+    cnn_width: int = 32
+    cnn_grid: int = 4
+    embed_dim: int = 128
+    hidden_dim: int = 256
+    num_layers: int = 1
+    dropout: float = 0.0
+    freeze_encoder: bool = False
+    encoder_weights: str | None = None  # a classify weights entry (e.g. resnet18.imagenet) for the CNN
+    name: str = "nic.custom"
+    seed: int = 0
+    data_seed: int = 0  # scenes: world seed of the training set (validation uses data_seed + 1)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def model_config(self, vocab_size: int) -> dict[str, Any]:
+        return {"vocab_size": vocab_size, "embed_dim": self.embed_dim, "hidden_dim": self.hidden_dim,
+                "num_layers": self.num_layers, "backbone": self.backbone, "cnn_width": self.cnn_width,
+                "cnn_grid": self.cnn_grid, "dropout": self.dropout}
+
+
+@dataclass
+class DCGANConfig:
+    """Options of one DCGAN run (saved in the checkpoint and the weights' metadata)."""
+
+    data: str = "mnist"
+    """`mnist`, `fashion-mnist` or a folder of images."""
+    data_dir: str | None = None
+    """Folder holding the MNIST IDX files (for `mnist`), or overriding the Fashion-MNIST location."""
+    epochs: int = 5
+    batch_size: int = 128
+    lr: float = 2e-4
+    """Adam learning rate of G (and of D unless lr_d is given)."""
+    lr_d: float | None = None
+    """D's learning rate when it differs from G's (TTUR, Heusel et al. 2017: e.g. G 1e-4, D 4e-4)."""
+    beta1: float = 0.5
+    beta2: float = 0.999
+    lr_schedule: str = "constant"
+    """`constant` (the paper) or `linear`: both rates fall linearly to 0 over the run's steps."""
+    loss: str = "bce"
+    """`bce` (the paper's, with the non-saturating G loss) or `hinge` (SNGAN/SAGAN)."""
+    d_norm: str = "batch"
+    """D's normalisation: `batch` (the paper) or `spectral` (Miyato et al. 2018)."""
+    init_from: str | None = None
+    """Registered generator weights (a name, e.g. dcgan.mnist) to start G from, instead of the
+    paper's random init."""
+    latent_dim: int = 100
+    width: int = 64
+    """Channels of G's last hidden layer (and D's first); each deeper layer doubles it."""
+    image_size: int = 28
+    """28 or 32 for MNIST-like data (28 is native), 32 or 64 for image folders."""
+    channels: int | None = None
+    """1 (grey) or 3 (colour); None: 1 for the MNIST sets, 3 for folders."""
+    label_smoothing: float = 0.1
+    ema: float = 0.999
+    """Decay of an exponential moving average of G's weights, which is what gets saved and sampled
+    (averaging smooths the oscillation of GAN training; Yazici et al. 2019). 0 turns it off."""
+    """Real targets are 1 - this (one-sided smoothing keeps D from getting over-confident)."""
+    checkpoint_every: int = 200
+    """Steps between checkpoints (and one at each epoch end)."""
+    limit: int | None = None
+    """Use only the first N training images (quick trials and tests)."""
+    seed: int = 0
+    offline: bool = False
+    """Never download (MNIST is otherwise fetched through torchvision when no --data is given)."""
+    name: str = "dcgan.mnist"
+    """The weights name recorded in the output file."""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DQNConfig:
+    """Options of a DQN run (defaults: CleanRL dqn_atari.py, i.e. Nature DQN with Adam)."""
+
+    env: str = "Breakout"
+    """Atari game (Breakout, ALE/Breakout-v5, breakout)."""
+    total_steps: int = 10_000_000
+    """Agent steps (each is 4 emulator frames)."""
+    learning_rate: float = 1e-4
+    """Adam learning rate."""
+    buffer_size: int = 1_000_000
+    """Replay capacity in transitions (~7 KB each)."""
+    gamma: float = 0.99
+    """Discount factor."""
+    tau: float = 1.0
+    """Target network update rate (1.0: hard copy)."""
+    target_update: int = 1000
+    """Steps between target network updates."""
+    batch_size: int = 32
+    """Transitions per gradient step."""
+    start_epsilon: float = 1.0
+    """Exploration epsilon at the start."""
+    end_epsilon: float = 0.01
+    """Exploration epsilon after the decay."""
+    exploration_fraction: float = 0.10
+    """Fraction of total_steps over which epsilon decays linearly."""
+    learning_starts: int = 80_000
+    """Steps of acting before the first gradient step."""
+    train_freq: int = 4
+    """Steps between gradient steps."""
+    double: bool = False
+    """Double DQN targets (van Hasselt et al. 2016) instead of the Nature max target."""
+    n_step: int = 1
+    """Multi-step returns (1: the Nature one-step target; 3 as in Rainbow learns faster early)."""
+    eval_every: int = 100_000
+    """Steps between evaluations with the evaluation protocol (0: never)."""
+    eval_episodes: int = 5
+    """Full games per periodic evaluation."""
+    log_every: int = 10_000
+    """Steps between metric rows."""
+    checkpoint_every: float = 300.0
+    """Seconds between checkpoints."""
+    checkpoint_buffer: bool = False
+    """Also save the replay buffer with each checkpoint (large: ~N x 7 KB)."""
+    seed: int = 1
+    """Seed for networks, exploration and environment."""
+    name: str = ""
+    """Weights name written in the output files (default dqn.<game>)."""
+
+    def validate(self) -> None:
+        positive = ("total_steps", "buffer_size", "target_update", "batch_size", "train_freq", "log_every")
+        for key in positive:
+            if getattr(self, key) <= 0:
+                raise InputError(f"--{key.replace('_', '-')} must be positive, got {getattr(self, key)}")
+        if not 0 < self.learning_rate < 1:
+            raise InputError(f"--lr must be in (0, 1), got {self.learning_rate}")
+        if not 0 <= self.gamma <= 1:
+            raise InputError(f"--gamma must be in [0, 1], got {self.gamma}")
+        if not 0 < self.tau <= 1:
+            raise InputError(f"--tau must be in (0, 1], got {self.tau}")
+        if not 0 <= self.end_epsilon <= self.start_epsilon <= 1:
+            raise InputError("epsilons must satisfy 0 <= end <= start <= 1")
+        if not 0 < self.exploration_fraction <= 1:
+            raise InputError(f"--exploration-fraction must be in (0, 1], got {self.exploration_fraction}")
+        if self.learning_starts < 0 or self.eval_every < 0 or self.eval_episodes < 0:
+            raise InputError("--learning-starts, --eval-every and --eval-episodes must not be negative")
+        if not 1 <= self.n_step <= 20:
+            raise InputError(f"--n-step must be in 1..20, got {self.n_step}")
+        if self.buffer_size < self.batch_size + 8:
+            raise InputError(f"--buffer-size must be larger than the batch ({self.batch_size})")
+
+    def epsilon(self, step: int) -> float:
+        span = self.exploration_fraction * self.total_steps
+        return max(self.end_epsilon, self.start_epsilon + (self.end_epsilon - self.start_epsilon) * step / span)

@@ -1,0 +1,245 @@
+"""The run folder every trainer writes, and the one place a trainer reports a metric.
+
+Layout (the same for train-mnist, classify train, detect train, segment train, caption train,
+generate train and play-dqn train):
+
+    config.json        the run's options (what --resume must continue)
+    run.json           task, state (running / finished / interrupted), started/updated times,
+                       wall seconds, steps and epochs done, the best metric so far
+    metrics.jsonl      one JSON object per report: {"step", "epoch", "split", "time", <metrics>}
+    checkpoint.pt      everything needed to continue (trainer-specific payload, see checkpoint.py)
+    last.safetensors   the latest weights, with dlcli metadata (`--weights-file` reads it)
+    best.safetensors   the weights with the best held-out metric so far
+
+`RunFolder.open` refuses a folder that already holds a run unless `resume` (continue it) or
+`force` (start over: only the files named above are removed, never anything else). `log()` is the
+single place metrics are written; listeners (curves, TensorBoard) subscribe to it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from dlcli.atomic import atomic_target
+from dlcli.errors import InputError
+
+CONFIG = "config.json"
+STATE = "run.json"
+METRICS = "metrics.jsonl"
+CHECKPOINT = "checkpoint.pt"
+LAST = "last.safetensors"
+BEST = "best.safetensors"
+# Files a run owns: --force removes exactly these (and the listeners' own outputs).
+OWNED = (CONFIG, STATE, METRICS, CHECKPOINT, LAST, BEST)
+SPLITS = ("train", "val", "test", "eval")
+
+Listener = Callable[["RunFolder", dict[str, Any]], None]
+
+
+def holds_run(folder: Path) -> bool:
+    """True when `folder` has the files of a run (a checkpoint, a state file or metrics)."""
+    return any((folder / name).exists() for name in (CHECKPOINT, STATE, METRICS))
+
+
+@dataclass
+class RunFolder:
+    """A training run's folder. Only the main process (rank 0 under DDP) writes: `writer=False`
+    turns every write into a no-op so trainers need no `if rank == 0` around reporting."""
+
+    path: Path
+    task: str
+    writer: bool = True
+    listeners: list[Listener] = field(default_factory=list)
+    owned_extra: tuple[str, ...] = ()
+    _started: float = field(default_factory=time.time)
+    _state: dict[str, Any] = field(default_factory=dict)
+
+    # --- opening -------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: Path, *, task: str, config: dict[str, Any], resume: bool = False,
+             force: bool = False, writer: bool = True, owned_extra: tuple[str, ...] = ()) -> "RunFolder":
+        """Prepare `path` for a new run, or check it holds one to continue (`resume`)."""
+        path = Path(path).expanduser()
+        if path.exists() and not path.is_dir():
+            raise InputError(f"--out {path} is a file, not a folder; choose a folder for the run")
+        if resume and force:
+            raise InputError("give either --resume (continue the run) or --force (start over), not both")
+        if resume:
+            if not (path / CHECKPOINT).is_file():
+                raise InputError(f"--resume {path}: no run to continue there (no {CHECKPOINT}); give the folder of "
+                                 "an earlier run")
+        elif holds_run(path):
+            if not force:
+                raise InputError(f"{path} already holds a run; continue it with --resume {path}, start over with "
+                                 "--force, or choose another --out")
+        run = cls(path, task, writer, owned_extra=owned_extra)
+        if not writer:
+            return run
+        if force and not resume:
+            run._remove_owned()
+        path.mkdir(parents=True, exist_ok=True)
+        if resume:
+            run._state = run.read_state()
+            run._state.update(state="running", pid=os.getpid())
+        else:
+            run.write_json(CONFIG, {"task": task, **config})
+            run._state = {"task": task, "state": "running", "started": _now(), "pid": os.getpid(),
+                          "seconds": 0.0, "step": 0, "epoch": 0}
+        run._started = time.time() - float(run._state.get("seconds", 0.0))
+        run._write_state()
+        return run
+
+    def _remove_owned(self) -> None:
+        for name in OWNED + self.owned_extra:
+            target = self.path / name
+            if target.is_file() or target.is_symlink():
+                target.unlink()
+
+    # --- paths ---------------------------------------------------------------------------------
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.path / CHECKPOINT
+
+    @property
+    def last(self) -> Path:
+        return self.path / LAST
+
+    @property
+    def best(self) -> Path:
+        return self.path / BEST
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.path / METRICS
+
+    # --- reporting -----------------------------------------------------------------------------
+
+    def log(self, split: str, metrics: dict[str, Any], *, step: int, epoch: float | None = None) -> dict[str, Any]:
+        """Record `metrics` of `split` (train / val / test / eval) at `step` (and `epoch`): one line
+        of metrics.jsonl, the run's state, then every listener (curves, TensorBoard)."""
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        row: dict[str, Any] = {"step": int(step), "epoch": None if epoch is None else round(float(epoch), 4),
+                               "split": split, "time": round(time.time() - self._started, 2)}
+        for key, value in metrics.items():
+            row[key] = _plain(value)
+        if not self.writer:
+            return row
+        with open(self.metrics_file, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+        self._state.update(step=int(step), seconds=row["time"], updated=_now())
+        if epoch is not None:
+            self._state["epoch"] = row["epoch"]
+        self._write_state()
+        for listener in self.listeners:
+            listener(self, row)
+        return row
+
+    def note_best(self, metric: str, value: float, *, step: int, epoch: float | None = None) -> None:
+        """Remember the best held-out metric (shown by `dl runs list`)."""
+        self._state["best"] = {"metric": metric, "value": _plain(value), "step": int(step),
+                               "epoch": None if epoch is None else round(float(epoch), 4)}
+        if self.writer:
+            self._write_state()
+
+    def rows(self, split: str | None = None) -> list[dict[str, Any]]:
+        return [r for r in read_metrics(self.metrics_file) if split is None or r.get("split") == split]
+
+    # --- weights and state -----------------------------------------------------------------------
+
+    def save_weights(self, which: str, state_dict: dict[str, Any], meta: dict[str, Any]) -> str | None:
+        """Write last.safetensors or best.safetensors (atomically, with dlcli metadata); returns
+        the SHA-256 (None where this process does not write)."""
+        from dlcli.weights.store import save_weights_file
+
+        if which not in ("last", "best"):
+            raise ValueError(f"which must be 'last' or 'best', got {which!r}")
+        if not self.writer:
+            return None
+        state = {k: v.contiguous() for k, v in state_dict.items()}  # channels_last -> contiguous
+        return save_weights_file(self.path / (LAST if which == "last" else BEST), state, meta)
+
+    def finish(self, **summary: Any) -> None:
+        self._state.update(state="finished", finished=_now(), seconds=round(time.time() - self._started, 2),
+                           **{k: _plain(v) for k, v in summary.items()})
+        if self.writer:
+            self._write_state()
+        self.close()
+
+    def interrupted(self) -> None:
+        self._state.update(state="interrupted", seconds=round(time.time() - self._started, 2), updated=_now())
+        if self.writer:
+            self._write_state()
+        self.close()
+
+    def close(self) -> None:
+        for listener in self.listeners:
+            closer = getattr(listener, "close", None)
+            if closer is not None:
+                closer()
+
+    @property
+    def seconds(self) -> float:
+        return time.time() - self._started
+
+    def read_state(self) -> dict[str, Any]:
+        try:
+            data = json.loads((self.path / STATE).read_text(encoding="utf-8"))
+            return data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    def write_json(self, name: str, data: dict[str, Any]) -> None:
+        if not self.writer:
+            return
+        with atomic_target(self.path / name) as tmp:
+            tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+
+    def _write_state(self) -> None:
+        self.write_json(STATE, self._state)
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The rows of a metrics.jsonl; a truncated or foreign line is skipped (a run killed mid-write
+    leaves at most one)."""
+    rows = []
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and "step" in row:
+            rows.append(row)
+    return rows
+
+
+def iter_rows(path: Path, split: str, key: str) -> Iterator[tuple[int, float]]:
+    """(step, value) of one metric of one split."""
+    for r in read_metrics(path):
+        if r.get("split") == split and isinstance(r.get(key), (int, float)):
+            yield int(r["step"]), float(r[key])
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe numbers (tensors, numpy scalars, NaN -> None)."""
+    if hasattr(value, "item") and callable(value.item):
+        value = value.item()
+    if isinstance(value, float):
+        return None if not math.isfinite(value) else round(value, 6)
+    return value
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
