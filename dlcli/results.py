@@ -366,6 +366,7 @@ class DetectEvalReport(ResultMixin):
     per_class: dict[str, dict[str, float]]  # label -> {ap50, ap50_95}
     seconds: float
     provenance: Provenance
+    coco: dict[str, float] = dataclasses.field(default_factory=dict)  # COCOeval's 12 stats by name (None: no ground truth in range)
 
 
 @dataclasses.dataclass(frozen=True)

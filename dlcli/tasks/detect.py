@@ -331,7 +331,8 @@ def evaluate(
     offline: bool = False,
     reporter: Reporter | None = None,
 ) -> Any:
-    """mAP@0.5 and mAP@0.5:0.95 of a detector on held-out scenes (test seed) or a COCO-format set."""
+    """COCO's box AP/AR (mAP@0.5, mAP@0.5:0.95, by object size, AR at 1/10/100 detections) of a detector
+    on held-out scenes (test seed) or a COCO-format set (crowd regions ignored, as COCOeval does)."""
     from dlcli.results import DetectEvalReport, Provenance
     from dlcli.data.coco import CocoDetection
     from dlcli.evaluation.detection import evaluate_detector
@@ -379,7 +380,7 @@ def evaluate(
     return DetectEvalReport(model=det.spec.name, data=described, images=scores.images,
                             ground_truth=scores.ground_truth, map50=scores.map50, map50_95=scores.map50_95,
                             per_class=per_class, seconds=time.perf_counter() - t0,
-                            provenance=Provenance.collect(runtime, det.spec.name, det.loaded.sha256))
+                            provenance=Provenance.collect(runtime, det.spec.name, det.loaded.sha256), coco=scores.coco)
 
 
 def _pil(array: Any) -> Any:
