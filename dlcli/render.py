@@ -335,6 +335,15 @@ def render_detect_eval(report: Any) -> None:
     rows.append(("[bold]mean[/]", report.map50, report.map50_95))
     stdout().print(table(f"{report.model} on {report.data} ({report.ground_truth} objects)",
                          ["class", "AP@0.5", "AP@0.5:0.95"], rows, ["left", "right", "right"]))
+    if report.coco:
+        c = {k: (None if v is None or v != v else v) for k, v in report.coco.items()}  # NaN: no object of that size
+        summary = [
+            ("AP", c["AP"], c["AP50"], c["AP75"], c["AP_small"], c["AP_medium"], c["AP_large"]),
+            ("AR", c["AR100"], "-", "-", c["AR_small"], c["AR_medium"], c["AR_large"]),
+        ]
+        stdout().print(table(f"COCOeval summary (AR@1 {fmt(c['AR1'])}, AR@10 {fmt(c['AR10'])})",
+                             ["", "@0.5:0.95", "@0.5", "@0.75", "small", "medium", "large"], summary,
+                             ["left"] + ["right"] * 6))
 
 
 def render_segment(report: Any) -> None:

@@ -121,6 +121,7 @@ class ClassifyResult(ResultMixin):
     index: int  # position among the expanded inputs
     source: str
     predictions: tuple[Prediction, ...]
+    warning: str | None = None  # the weights' domain notice when this input does not look like their world
 
 
 @dataclasses.dataclass(frozen=True)
@@ -229,6 +230,7 @@ class CaptionItem(ResultMixin):
     caption: str
     log_prob: float
     candidates: tuple[CaptionCandidate, ...]  # every beam candidate, best first
+    warning: str | None = None  # the weights' domain notice when this input does not look like their world
 
 
 @dataclasses.dataclass(frozen=True)
@@ -335,6 +337,7 @@ class DetectItem(ResultMixin):
     height: int
     detections: tuple[Detection, ...]  # by score, highest first
     files: dict[str, Any]  # annotated image / crops written on request
+    warning: str | None = None  # the weights' domain notice when this input does not look like their world
 
 
 @dataclasses.dataclass(frozen=True)
@@ -366,6 +369,7 @@ class DetectEvalReport(ResultMixin):
     per_class: dict[str, dict[str, float]]  # label -> {ap50, ap50_95}
     seconds: float
     provenance: Provenance
+    coco: dict[str, float] = dataclasses.field(default_factory=dict)  # COCOeval's 12 stats by name (None: no ground truth in range)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -384,6 +388,7 @@ class SegmentItem(ResultMixin):
     height: int
     classes: tuple[SegmentClass, ...]  # present classes, largest share first
     files: dict[str, Any]  # mask / color / overlay written on request
+    warning: str | None = None  # the weights' domain notice when this input does not look like their world
 
 
 @dataclasses.dataclass(frozen=True)

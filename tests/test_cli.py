@@ -163,3 +163,45 @@ def test_shell_completion_completes_commands():
     env = {**os.environ, "_DL_COMPLETE": "complete_bash", "COMP_WORDS": "dl weights l", "COMP_CWORD": "2"}
     proc = subprocess.run([sys.executable, "-m", "dlcli"], env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and proc.stdout.split() == ["list"], proc.stdout + proc.stderr
+
+
+def _listed(out: str, names: set[str]) -> list[str]:
+    """Command names in the order a help text lists them (plain click or Typer's Rich panels)."""
+    import re
+
+    found = [re.match(r"^(?:│ |  )(\S+)\s", line) for line in out.splitlines()]  # a name starts its row
+    return [m.group(1) for m in found if m and m.group(1) in names]
+
+
+def test_root_help_lists_the_chapters_tasks_then_the_tools():
+    from dlcli.cli.app import CHAPTER_ORDER
+
+    plain = subprocess.run([sys.executable, "-m", "dlcli", "--help"], capture_output=True, text=True, timeout=60).stdout
+    for out in (plain, runner.invoke(app, ["--help"]).output):  # as users see it, and with Rich help
+        tasks_at, tools_at = out.index("Tasks (in the chapter's order)"), out.index("Tools")
+        assert tasks_at < tools_at
+        listed = _listed(out[tasks_at:], set(app_commands()))
+        tasks = [n for n in listed if n in CHAPTER_ORDER]
+        tools = [n for n in listed if n not in CHAPTER_ORDER]
+        assert tasks == list(CHAPTER_ORDER)
+        assert listed == tasks + tools and tools == sorted(tools)
+        assert {"weights", "summary", "profile", "doctor"} <= set(tools)
+
+
+def app_commands() -> list[str]:
+    return [p[0] for p in _command_paths() if len(p) == 1]
+
+
+@pytest.mark.parametrize("group,option,usage", [
+    ("classify", "--top-k", "IMAGES..."), ("detect", "--threshold", "IMAGES..."), ("segment", "--opacity", ""),
+    ("caption", "--beam-size", ""), ("generate", "--interpolate", ""), ("play-dqn", "--episodes", ""),
+])
+def test_group_help_shows_the_default_subcommands_options(group, option, usage):
+    out = runner.invoke(app, [group, "--help"]).output
+    first = out.strip().splitlines()[0]
+    assert first.startswith(f"Usage: dl {group} [OPTIONS]") and usage in first
+    assert option in out and "--json" in out  # its own options and the shared ones
+    other = out.split(f"Other commands (dl {group} COMMAND --help):", 1)[1]
+    assert "train" in other and " run " not in other
+    # The subcommand's own help is unchanged.
+    assert option in runner.invoke(app, [group, "run", "--help"]).output

@@ -25,12 +25,15 @@ def test_box_iou_by_hand() -> None:
 
 
 def test_thresholds_are_coco_ten() -> None:
-    assert COCO_THRESHOLDS == (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
+    assert COCO_THRESHOLDS == pytest.approx((0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95), abs=1e-12)
+    # COCOeval's own floats (np.linspace): an IoU of 0.8999999999999999 matches at "0.9" there too.
+    assert COCO_THRESHOLDS[8] == 0.8999999999999999
 
 
 def test_perfect_detection_is_one() -> None:
     s = mean_average_precision([ImageBoxes.of([GT], [1], [0.9])], [ImageBoxes.of([GT], [1])])
-    assert s.map50 == 1.0 and s.map50_95 == 1.0
+    # 1 - 2e-16: COCOeval divides by tp + fp + eps, and so do we.
+    assert s.map50 == pytest.approx(1.0, abs=1e-15) and s.map50_95 == pytest.approx(1.0, abs=1e-15)
 
 
 def test_false_positive_ranked_first_halves_ap() -> None:
@@ -56,9 +59,9 @@ def test_two_objects_tp_fp_tp_by_hand() -> None:
 
 def test_duplicate_detection_is_a_false_positive_after_the_match() -> None:
     # The duplicate (0.8) is a FP ranked after full recall: AP stays 1, as in COCO.
-    assert average_precision(np.array([True, False]), 1) == 1.0
+    assert average_precision(np.array([True, False]), 1) == pytest.approx(1.0)
     preds = [ImageBoxes.of([GT, GT], [1, 1], [0.9, 0.8])]
-    assert mean_average_precision(preds, [ImageBoxes.of([GT], [1])]).map50 == 1.0
+    assert mean_average_precision(preds, [ImageBoxes.of([GT], [1])]).map50 == pytest.approx(1.0)
     # Half of the ground truth found, with a FP first: precision 1/2 up to recall 1/2, then nothing.
     gts = [ImageBoxes.of([GT, [50, 50, 60, 60]], [1, 1])]
     preds = [ImageBoxes.of([[20, 20, 30, 30], GT], [1, 1], [0.9, 0.8])]
@@ -69,7 +72,7 @@ def test_iou_range_counts_thresholds_met() -> None:
     # IoU 0.62: a hit at 0.50, 0.55, 0.60 and a miss at the seven stricter thresholds.
     preds = [ImageBoxes.of([[0, 0, 10, 6.2]], [1], [0.9])]
     s = mean_average_precision(preds, [ImageBoxes.of([GT], [1])])
-    assert s.map50 == 1.0
+    assert s.map50 == pytest.approx(1.0)
     assert s.map50_95 == pytest.approx(0.3)
 
 
@@ -78,7 +81,7 @@ def test_wrong_class_and_missed_class() -> None:
     # Class 1 found; class 2 labelled as class 3 (a class with no ground truth: left out of the mean).
     preds = [ImageBoxes.of([GT, [50, 50, 60, 60]], [1, 3], [0.9, 0.9])]
     s = mean_average_precision(preds, gts)
-    assert s.per_class_ap50 == {1: 1.0, 2: 0.0}
+    assert s.per_class_ap50 == pytest.approx({1: 1.0, 2: 0.0})
     assert s.map50 == pytest.approx(0.5)
     assert s.ground_truth == 2
 
@@ -87,7 +90,7 @@ def test_each_gt_matches_the_best_unmatched_box() -> None:
     # Two overlapping GTs; the top detection matches the one it overlaps most, the second the other.
     gts = [ImageBoxes.of([[0, 0, 10, 10], [4, 0, 14, 10]], [1, 1])]
     preds = [ImageBoxes.of([[4, 0, 14, 10], [0, 0, 10, 10]], [1, 1], [0.9, 0.8])]
-    assert mean_average_precision(preds, gts).map50 == 1.0
+    assert mean_average_precision(preds, gts).map50 == pytest.approx(1.0)
 
 
 def test_no_ground_truth_gives_nan() -> None:

@@ -195,9 +195,17 @@ def command(group: typer.Typer, name: Optional[str] = None, *, config: Optional[
     return decorate
 
 
+def _command_rows(group: click.Group, ctx: click.Context, names: list[str],
+                  formatter: click.HelpFormatter) -> list[tuple[str, str]]:
+    width = max((len(n) for n in names), default=0)
+    limit = max(formatter.width - 6 - width, 20)
+    return [(n, group.commands[n].get_short_help_str(limit)) for n in names if not group.commands[n].hidden]
+
+
 class DefaultGroup(TyperGroup):
     """A group whose first argument may be an input instead of a subcommand:
-    `dl classify cat.jpg` runs `dl classify run cat.jpg`; `dl classify train DIR` runs `train`."""
+    `dl classify cat.jpg` runs `dl classify run cat.jpg`; `dl classify train DIR` runs `train`.
+    Its help is the default subcommand's (what `dl classify IMG` takes), with the others named below."""
 
     default_command = "run"
 
@@ -205,6 +213,49 @@ class DefaultGroup(TyperGroup):
         if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
             args = [self.default_command, *args]
         return super().parse_args(ctx, args)
+
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        default = self.commands.get(self.default_command)
+        if default is None:
+            return super().format_help(ctx, formatter)
+        # The default's help under the group's own name: its usage reads `dl classify [OPTIONS] IMAGES...`.
+        default.format_help(click.Context(default, info_name=ctx.info_name, parent=ctx.parent), formatter)
+        others = [n for n in self.list_commands(ctx) if n != self.default_command]
+        if others:
+            with formatter.section(f"Other commands (dl {ctx.info_name} COMMAND --help)"):
+                formatter.write_dl(_command_rows(self, ctx, others, formatter))
+        return None
+
+
+# `dl --help` lists the eight tasks in the order of the chapter, then the tools, alphabetically.
+CHAPTER_ORDER: tuple[str, ...] = ("train-mnist", "classify", "detect", "segment", "caption", "stylize", "generate",
+                                  "play-dqn")
+
+
+_TASKS, _TOOLS = "Tasks (in the chapter's order)", "Tools"
+
+
+class ChapterGroup(TyperGroup):
+    """The root group: commands listed as the chapter's tasks, then the tools."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        tasks = [n for n in CHAPTER_ORDER if n in self.commands]
+        return tasks + sorted(n for n in self.commands if n not in CHAPTER_ORDER)
+
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Typer's Rich help (when TYPER_USE_RICH is on) groups commands by panel, in list order.
+        for name, cmd in self.commands.items():
+            cmd.rich_help_panel = _TASKS if name in CHAPTER_ORDER else _TOOLS  # type: ignore[attr-defined]
+        return super().format_help(ctx, formatter)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        names = self.list_commands(ctx)
+        tasks = [n for n in names if n in CHAPTER_ORDER]
+        tools = [n for n in names if n not in CHAPTER_ORDER]
+        for title, group_names in ((_TASKS, tasks), (_TOOLS, tools)):
+            if group_names:
+                with formatter.section(title):
+                    formatter.write_dl(_command_rows(self, ctx, group_names, formatter))
 
 
 def group(name: str, help: str, default: str = "run") -> typer.Typer:
@@ -215,7 +266,8 @@ def group(name: str, help: str, default: str = "run") -> typer.Typer:
 
 app = typer.Typer(
     name="dl",
-    help="dl: deep learning from the command line (classify, detect, segment, caption, stylize, generate, play-dqn, train-mnist).",
+    help="dl: deep learning from the command line, chapter 8's tasks as commands.",
+    cls=ChapterGroup,
     no_args_is_help=True,
     rich_markup_mode="rich",
     pretty_exceptions_show_locals=False,

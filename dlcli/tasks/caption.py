@@ -20,6 +20,8 @@ from dlcli.weights.spec import Arch, WeightsSpec
 
 DEFAULT_BEAM = 3
 DEFAULT_MAX_LENGTH = 24
+FOR_PHOTOS = "no photo captioner ships with dlcli: train one on COCO (dl caption train --captions FILE.json --images DIR)"
+"""What the domain notice of the scene captioner suggests instead."""
 MAX_BEAM = 50
 
 
@@ -111,6 +113,7 @@ def caption_images(
 
     import torch
 
+    from dlcli.domain import DomainGuard
     from dlcli.media import iter_images
     from dlcli.results import CaptionCandidate, CaptionFailure, CaptionItem, CaptionReport, Provenance
     from dlcli.text.search import beam_search, greedy
@@ -130,12 +133,13 @@ def caption_images(
 
     done: list[Any] = []
     failures: list[Any] = []
-    pending: list[tuple[int, str, Any]] = []
+    pending: list[tuple[int, str, Any, str | None]] = []
+    guard = DomainGuard(cap.loaded.spec, FOR_PHOTOS, reporter)
 
     def flush() -> None:
         if not pending:
             return
-        batch = runtime.to(torch.stack([t for _, _, t in pending]))
+        batch = runtime.to(torch.stack([t for _, _, t, _ in pending]))
         with runtime.inference():
             feats = net.encode(batch).float()
             if beam_size == 1:
@@ -144,10 +148,10 @@ def caption_images(
             else:
                 found = [beam_search(net, f, start_id=vocab.start_id, end_id=vocab.end_id, max_length=limit,
                                      beam_size=beam_size) for f in feats]
-        for (index, source, _), cands in zip(pending, found):
+        for (index, source, _, warning), cands in zip(pending, found):
             candidates = tuple(CaptionCandidate(vocab.decode(c.tokens), c.log_prob, len(c.tokens), c.finished)
                                for c in cands)
-            done.append(CaptionItem(index, source, candidates[0].caption, candidates[0].log_prob, candidates))
+            done.append(CaptionItem(index, source, candidates[0].caption, candidates[0].log_prob, candidates, warning))
         reporter.advance(len(pending))
         pending.clear()
 
@@ -156,7 +160,7 @@ def caption_images(
         if isinstance(loaded, InputError):
             failures.append(CaptionFailure(index, _source_of(loaded), loaded.message))
             continue
-        pending.append((index, loaded.source, cap.transform(loaded.image)))
+        pending.append((index, loaded.source, cap.transform(loaded.image), guard.warning(loaded.image)))
         if len(pending) >= batch_size:
             flush()
     flush()

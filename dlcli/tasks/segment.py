@@ -20,6 +20,8 @@ from dlcli.weights.spec import Arch
 
 TASK = "segment"
 BUNDLED = "fcn_small.scenes"
+FOR_PHOTOS = "for photos use --model deeplabv3_resnet50.coco_voc (needs a download)"
+"""What the domain notice of the scene FCN suggests instead."""
 
 # arch -> (Weights enum member, builder kwargs the COCO/VOC file needs, mIoU on COCO-val2017-VOC-labels)
 TORCHVISION_SEGMENTERS: dict[str, tuple[str, dict[str, Any], float]] = {
@@ -151,6 +153,7 @@ def segment(
     from PIL import Image
 
     from dlcli import media
+    from dlcli.domain import DomainGuard
     from dlcli.results import DetectFailure, Provenance, SegmentClass, SegmentItem, SegmentReport
 
     if not 0.0 <= opacity <= 1.0:
@@ -163,6 +166,7 @@ def segment(
     results: list[Any] = []
     failures: list[Any] = []
     n_classes = seg.num_classes or 256
+    guard = DomainGuard(seg.spec, FOR_PHOTOS, reporter)
     reporter.start(f"segmenting with {seg.spec.name}", float(len(sources)))
     t0 = time.perf_counter()
     try:
@@ -191,7 +195,8 @@ def segment(
                                                         out_path / media.output_name(item.source, "_overlay.png", index),
                                                         force=force))
             results.append(SegmentItem(index=index, source=item.source, width=item.image.size[0],
-                                       height=item.image.size[1], classes=classes, files=files))
+                                       height=item.image.size[1], classes=classes, files=files,
+                                       warning=guard.warning(item.image)))
             reporter.advance(1)
     finally:
         reporter.finish()

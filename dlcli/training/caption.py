@@ -119,7 +119,7 @@ def weights_meta(cfg: CaptionTrainConfig, vocab: Vocab, metrics: dict[str, Any],
         "metrics": metrics,
         "recipe": recipe,
         "license": "MIT (trained by dlcli)",
-        "extra": {"max_length": cfg.max_length, "data": cfg.data},
+        "extra": {"max_length": cfg.max_length, "data": cfg.data, **({"domain": "scenes"} if cfg.data == "scenes" else {})},
     }
 
 

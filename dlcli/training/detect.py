@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from dlcli.training.configs import DetectTrainConfig
-from dlcli.data.coco import CocoDetection, Sample
+from dlcli.data.coco import CocoDetection, Sample, trainable
 from dlcli.errors import InputError
 from dlcli.evaluation.detection import evaluate_detector
 from dlcli.progress import NullReporter, Reporter
@@ -40,6 +40,11 @@ class TrainData(SplitData):
     def __init__(self, cfg: DetectTrainConfig) -> None:
         super().__init__(cfg, None if cfg.data == "scenes" else
                          CocoDetection(Path(cfg.data), Path(cfg.images) if cfg.images else None))
+
+    def batch(self, epoch: int, step_in_epoch: int, dist: Dist | None = None) -> list[Sample]:
+        # A COCO set's targets keep crowd regions and tiny boxes for evaluation; training skips them.
+        samples = super().batch(epoch, step_in_epoch, dist)
+        return samples if self.dataset is None else [(x, trainable(t)) for x, t in samples]
 
     def scene_sample(self, seed: int, index: int) -> Sample:
         s = self.scenes.make_scene(seed, index, size=self.cfg.image_size)

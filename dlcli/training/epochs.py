@@ -99,7 +99,8 @@ def scene_weights_meta(cfg: Any, *, arch: str, task: str, metrics: dict[str, Any
         "metrics": metrics,
         "recipe": recipe,
         "license": license,
-        "extra": {},
+        # The world the weights know (dlcli.domain): inputs from elsewhere get a notice.
+        "extra": {"domain": "scenes"} if cfg.data == "scenes" else {},
     }
 
 

@@ -142,7 +142,7 @@ def weights_meta(cfg: MnistTrainConfig, metrics: dict[str, Any], data_hashes: di
         "metrics": metrics,
         "recipe": cfg.recipe().replace(f"seed {cfg.seed}", f"seed {seed}"),
         "license": "MIT (weights trained by dlcli on MNIST, CC BY-SA 3.0)",
-        "extra": {"seed": seed, "data_sha256": data_hashes, "train_config": cfg.identity()},
+        "extra": {"seed": seed, "data_sha256": data_hashes, "train_config": cfg.identity(), "domain": "digits"},
     }
 
 

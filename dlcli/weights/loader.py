@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from dlcli.errors import InputError, WeightsError
-from dlcli.progress import Reporter
+from dlcli.errors import InputError, NetworkError, WeightsError
+from dlcli.progress import NullReporter, Reporter
 from dlcli.weights import registry, store
 from dlcli.weights.spec import ImportedSource, TorchvisionSource, WeightsSpec, split_name
 
@@ -129,6 +129,32 @@ def load_model(
     state, meta = store.read_state_dict(path)
     load_into(model, state, f"weights {spec.name!r} ({path})")
     return LoadedWeights(_finalize(spec, model), spec, path, store.expected_sha256(spec), labels_for(spec), meta)
+
+
+def load_default(task: str, fallback: str, *, what: str, offline: bool = False,
+                 reporter: Reporter | None = None) -> LoadedWeights:
+    """The task's default weights, or `fallback` (weights that are on every install: bundled, or a
+    pip package of the plain install) when the default is a download that is not on this machine
+    and cannot be fetched (offline, or the download fails). The fallback comes with one notice that
+    names it (`what` says what it is) and why it was used."""
+    reporter = reporter or NullReporter()
+    default = registry.default_for(task)
+    spare = registry.lookup(fallback)
+    if not isinstance(default.source, TorchvisionSource) or spare is None or store.is_present(default):
+        return load_model(None, task=task, offline=offline, reporter=reporter)
+    if store.offline_mode(offline):
+        reason = f"offline and {default.name} is not downloaded"
+    else:
+        try:
+            return load_model(default.name, task=task, offline=False, reporter=reporter)
+        except NetworkError as exc:
+            reason = exc.message
+    try:
+        loaded = load_model(fallback, task=task, offline=True, reporter=reporter)
+    except WeightsError as exc:
+        raise WeightsError(f"{reason}; the offline fallback {fallback} cannot be used either: {exc.message}") from None
+    reporter.message(f"{reason}: using {fallback} ({what}); name --model to choose")
+    return loaded
 
 
 def import_weights(

@@ -17,7 +17,7 @@ def register(app: typer.Typer) -> None:
     @command(grp, "run")
     def run(
         images: list[str] = typer.Argument(..., help="Image files, folders, globs, http(s) URLs, or - for stdin."),
-        model: Optional[str] = typer.Option(None, "--model", "-m", help="Weights name ARCH.TAG (default resnet50.imagenet; see `dl weights list --task classify`)."),
+        model: Optional[str] = typer.Option(None, "--model", "-m", help="Weights name ARCH.TAG (default resnet50.imagenet, falling back to the offline efficientnet_lite0.imagenet when it cannot be downloaded; see `dl weights list --task classify`)."),
         weights_file: Optional[Path] = typer.Option(None, "--weights-file", help="A .safetensors file written by dlcli training (carries its architecture, labels and preprocessing)."),
         top_k: int = typer.Option(5, "--top-k", "-k", min=1, help="How many classes to show per image."),
         batch_size: int = typer.Option(16, "--batch-size", "-b", min=1, help="Images per forward pass."),

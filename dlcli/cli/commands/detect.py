@@ -86,7 +86,8 @@ def register(app: typer.Typer) -> None:
         *,
         opts: Options,
     ) -> None:
-        """mAP@0.5 and mAP@0.5:0.95 (our implementation of COCO's matching and 101-point AP)."""
+        """mAP@0.5 and mAP@0.5:0.95 per class, and COCO's summary (AP by size, AR@1/10/100), by COCOeval's rules
+        (crowd regions ignored, 100 detections per image and class, 101-point AP)."""
         from dlcli import render
         from dlcli.tasks import detect as task
 
