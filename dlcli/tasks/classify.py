@@ -176,11 +176,14 @@ class Classifier(PlacedModel):
 
 
 def load_classifier(runtime: Any, *, model: str | None = None, weights_file: str | Path | None = None,
-                    offline: bool = False, reporter: Reporter | None = None, random_init: bool = False) -> Classifier:
-    from dlcli.weights import loader
+                    offline: bool = False, reporter: Reporter | None = None, random_init: bool = False,
+                    model_file: str | Path | None = None, engine: str | None = None) -> Classifier:
+    """By name or weights file (run by torch, or by onnxruntime with engine="onnx"), or an exported
+    ONNX file (`model_file`: its metadata gives the preprocessing and labels)."""
+    from dlcli.tasks.export import load_weights
 
-    loaded = loader.load_model(model, task=TASK, file=weights_file, offline=offline, reporter=reporter,
-                               random_init=random_init)
+    loaded = load_weights(TASK, model=model, weights_file=weights_file, model_file=model_file, engine=engine,
+                          offline=offline, reporter=reporter, random_init=random_init)
     return Classifier(loaded, runtime)
 
 
@@ -273,7 +276,7 @@ def classify(
     finally:
         reporter.finish()
     seconds = time.perf_counter() - t0
-    provenance = Provenance.collect(runtime, clf.spec.name, clf.loaded.sha256)
+    provenance = Provenance.collect(runtime, clf.spec.name, clf.loaded.sha256, engine=getattr(clf.model, "engine", None))
     return ClassifyReport(
         model=clf.spec.name, top_k=top_k, batch_size=batch_size, images=tuple(results), failures=tuple(failures),
         seconds=seconds, provenance=provenance,
