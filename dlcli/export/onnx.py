@@ -20,7 +20,7 @@ from dlcli.export import FORMAT_VERSION, META_PREFIX, OPSET, require_onnx
 
 # Metadata values that are JSON (everything else is a plain string).
 JSON_KEYS = frozenset({"labels", "preprocess_args", "config", "extra", "metrics", "input", "outputs", "checks",
-                       "quantization"})
+                       "quantization", "transforms"})
 MAX_METADATA_BYTES = 16 << 20  # a record larger than this is not ours (labels of 1,000 classes take ~12 kB)
 
 
