@@ -442,12 +442,14 @@ def render_bench(report: Any) -> None:
     rows = []
     for r in report.rows:
         a = scores.get(r.runtime)
-        value = "-" if a is None or a.value is None else (f"{a.value:.0f}" if metric == "errors" else f"{a.value:.4g}")
-        delta = "" if a is None or a.delta is None else (f" ({a.delta:+.0f})" if metric == "errors" else f" ({a.delta:+.3g})")
+        # errors are counts, differences span decades, mIoU and agreement are shares
+        vfmt, dfmt = {"errors": (".0f", "+.0f"), "max abs diff": (".3g", "+.3g")}.get(metric, (".4f", "+.4f"))
+        value = "-" if a is None or a.value is None else format(a.value, vfmt)
+        delta = "" if a is None or a.delta is None else format(a.delta, dfmt)
         rows.append((r.runtime, r.batch_size, f"{r.latency_ms:.3f}", f"{r.images_per_s:,.0f}",
-                     "-" if r.ratio is None else f"{r.ratio:.2f}x", value + delta))
+                     "-" if r.ratio is None else f"{r.ratio:.2f}x", value, delta))
     stdout().print(table(f"{report.model}: {report.threads} thread(s), median of {report.rounds} interleaved rounds",
-                         ["runtime", "batch", "latency ms", "images/s", "vs torch-fp32", metric], rows,
-                         ["left", "right", "right", "right", "right", "right"]))
+                         ["runtime", "batch", "ms/batch", "images/s", "vs fp32", metric, "delta"], rows,
+                         ["left", "right", "right", "right", "right", "right", "right"]))
     stdout().print(f"[dim]{metric} on {report.data} · {report.cpu} · "
                    f"{report.seconds:.0f} s[/]")

@@ -294,7 +294,7 @@ def _held_out(loaded: Any, plan: Any, data: str | Path | None, eval_size: int | 
         else:
             stacked = torch.stack(tensors).numpy()
             batches = [stacked[i:i + 32] for i in range(0, len(stacked), 32)]
-        return HeldOut(batches[0], f"{len(tensors)} images in {data} (top-1 agreement with {BASELINE})",
+        return HeldOut(batches[0], f"{len(tensors)} images in {data} (vs {BASELINE})",
                        len(tensors), str(data), metric="top-1 agreement", batches=batches)
     if data is not None:
         raise InputError(f"--data is for digit models (MNIST IDX files) and classifiers (a folder of images); "
