@@ -23,6 +23,7 @@ RUNTIMES = ("torch-fp32", "torch-bf16", "onnx-fp32", "onnx-int8")
 BASELINE = "torch-fp32"
 MAX_BATCH = 1024
 MAX_ROUNDS = 100
+MAX_EVAL = 10_000  # held-out inputs are kept in memory (10,000 scenes: about 2 GB as float32)
 BENCHED_TASKS = ("classify", "segment", "generate", "dqn")
 
 
@@ -120,8 +121,8 @@ def bench(name: str, *, runtimes: Sequence[str] = ("torch-fp32", "onnx-fp32", "o
     batch_sizes = parse_batch_sizes(batch_sizes)
     if not 1 <= rounds <= MAX_ROUNDS:
         raise InputError(f"--rounds must be between 1 and {MAX_ROUNDS} (got {rounds})")
-    if eval_size is not None and eval_size < 1:
-        raise InputError(f"--eval-size must be at least 1 (got {eval_size})")
+    if eval_size is not None and not 1 <= eval_size <= MAX_EVAL:
+        raise InputError(f"--eval-size must be between 1 and {MAX_EVAL} (got {eval_size})")
     spec = registry.get(name)
     if spec.task not in BENCHED_TASKS:
         raise InputError(f"dl bench times {', '.join(BENCHED_TASKS)} models; {name} is a {spec.task} model")

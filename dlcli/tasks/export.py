@@ -230,7 +230,6 @@ def calibration_set(source: str | None, loaded: Any, plan: Plan, size: int, *, o
     """Calibration inputs for `loaded` from `source`: a folder (or file, or glob) of images, a folder
     holding the MNIST IDX files (models with the mnist preset), `scenes` (the synthetic scene
     world, for models trained on it), or nothing for generators (latents from N(0, 1))."""
-    import numpy as np
     import torch
 
     spec = loaded.spec
@@ -310,9 +309,7 @@ def calibration_set(source: str | None, loaded: Any, plan: Plan, size: int, *, o
         tensors = stacks()
     else:
         tensors = preprocessed()
-    calibration = _peek(f"{source}", _batched(tensors, CALIBRATION_BATCH), source, problems=problems,
-                        total=len(files))
-    return calibration
+    return _peek(f"{source}", _batched(tensors, CALIBRATION_BATCH), source, problems=problems, total=len(files))
 
 
 def _peek(label: str, batches: Iterator[Any], source: str | None, *, problems: list[str] | None = None,
