@@ -55,8 +55,10 @@ def main() -> None:
 
     import torch
 
+    from dlcli import catalog
     from dlcli.device import Runtime
     from dlcli.tasks import classify
+    catalog.load()  # the registry's names (the registry itself imports no task)
 
     paths = [str(SAMPLES[i % len(SAMPLES)]) for i in range(args.images)]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}, model {args.model}"

@@ -86,11 +86,13 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
+    from dlcli import catalog
     from dlcli.data.mnist import find_mnist, load_mnist
     from dlcli.device import Runtime
     from dlcli.errors import DLError
     from dlcli.tasks.generate import latents
     from dlcli.weights import loader
+    catalog.load()  # the registry's names (the registry itself imports no task)
 
     try:
         if args.classifier_file:

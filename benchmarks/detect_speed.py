@@ -29,7 +29,9 @@ MODELS = {
 
 
 def load(key: str) -> tuple[object, str]:
+    from dlcli import catalog
     from dlcli.weights import loader, registry
+    catalog.load()  # the registry's names (the registry itself imports no task)
 
     name, _ = MODELS[key]
     if registry.lookup(name) is None:  # the small one before its weights are bundled

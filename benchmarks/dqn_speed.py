@@ -15,7 +15,9 @@ from pathlib import Path
 
 
 def env_speed(game: str, steps: int) -> float:
+    from dlcli import catalog
     from dlcli.data.atari import make_env
+    catalog.load()  # the registry's names (the registry itself imports no task)
 
     env = make_env(game, training=True, seed=0)
     env.reset(seed=0)

@@ -31,10 +31,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from dlcli.data.mnist import load_mnist  # noqa: E402
+from dlcli import catalog  # noqa: E402
+from dlcli.data.mnist import load_mnist, to_float  # noqa: E402
 from dlcli.device import Runtime  # noqa: E402
 from dlcli.models.deepconvnet import DeepConvNet  # noqa: E402
-from dlcli.training.mnist import BOOK_ACCURACY, MnistTrainConfig, to_float, train_member  # noqa: E402
+from dlcli.training.mnist import BOOK_ACCURACY, MnistTrainConfig, train_member  # noqa: E402
+catalog.load()  # the registry's names (the registry itself imports no task)
 
 # name -> (epochs, lr, schedule, augmentation); all batch 100, Adam.
 RECIPES = {

@@ -41,8 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from PIL import Image
 
+    from dlcli import catalog
     from dlcli.device import Runtime
     from dlcli.tasks.stylize import StylizeOptions, load_feature_net, pil_to_tensor, resize_long_side, run_gatys
+    catalog.load()  # the registry's names (the registry itself imports no task)
 
     if args.threads:
         torch.set_num_threads(args.threads)

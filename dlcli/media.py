@@ -11,7 +11,7 @@ import urllib.request
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from PIL import Image, ImageDraw, ImageFile, ImageFont, ImageOps, UnidentifiedImageError
 
@@ -281,3 +281,18 @@ def make_grid(images: Sequence[Image.Image], ncols: int, *, pad: int = 2, scale:
 
 # Decoding a truncated file must fail, not silently pad with grey.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+def tensors_to_pil(imgs: Any) -> list[Any]:
+    """(N, C, H, W) in [-1, 1] -> PIL images (L for grey, RGB for colour)."""
+    import torch
+    from PIL import Image
+
+    arr = ((imgs.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    out = []
+    for t in arr:
+        if t.shape[0] == 1:
+            out.append(Image.fromarray(t[0].numpy(), mode="L"))
+        else:
+            out.append(Image.fromarray(t.permute(1, 2, 0).contiguous().numpy(), mode="RGB"))
+    return out

@@ -18,6 +18,20 @@ def shared_data(*parts: str) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _catalog(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The full registry, as the CLI loads it (the registry itself imports no task module), read
+    with an empty cache so the user's own imports never leak in."""
+    from dlcli import catalog
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("DL_HOME", str(tmp_path_factory.mktemp("catalog_home")))
+    try:
+        catalog.load()
+    finally:
+        mp.undo()
+
+
 @pytest.fixture(autouse=True)
 def dl_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Every test gets its own empty cache; nothing touches the user's."""
@@ -31,9 +45,10 @@ def dl_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monkey
 @pytest.fixture
 def clean_registry():
     """Registry entries added by a test are removed afterwards."""
+    from dlcli import catalog
     from dlcli.weights import registry
 
-    registry.ensure_loaded()
+    catalog.load()
     saved = (dict(registry._archs), dict(registry._weights), dict(registry._defaults))
     yield registry
     registry._archs.clear(); registry._archs.update(saved[0])

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from dlcli.text.bleu import corpus_bleu, corpus_stats
+from dlcli.evaluation.bleu import corpus_bleu, corpus_stats
 
 
 def s(text: str) -> list[str]:

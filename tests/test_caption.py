@@ -148,7 +148,8 @@ def test_never_longer_than_max_length(max_length: int, beam_size: int) -> None:
 
 def test_one_training_step_lowers_the_loss() -> None:
     from dlcli.data.scenes import CAPTION_WORDS, make_scene
-    from dlcli.training.caption import encode_batch, normalize
+    from dlcli.data.captions import normalize
+    from dlcli.training.caption import encode_batch
 
     scenes = [make_scene(0, i, size=64) for i in range(4)]
     vocab = Vocab.build([" ".join(CAPTION_WORDS)])
@@ -255,7 +256,7 @@ def test_coco_format_training(tmp_path: Path) -> None:
 
 def test_malformed_coco_file_is_a_data_error(tmp_path: Path) -> None:
     from dlcli.errors import DataError
-    from dlcli.training.caption import read_coco_captions
+    from dlcli.data.captions import read_coco_captions
 
     (tmp_path / "c.json").write_text(json.dumps({"images": [{"id": 1}]}))
     with pytest.raises(DataError):

@@ -89,7 +89,7 @@ def test_efficientnet_lite0_entry_loads_from_pip_package() -> None:
 def test_caffe_preset_is_bgr_0_255_minus_mean_227() -> None:
     import torch
 
-    from dlcli.tasks.presets import to_display, transform_for
+    from dlcli.weights.presets import to_display, transform_for
     from dlcli.weights.spec import ImportedSource, WeightsSpec
 
     spec = WeightsSpec("squeezenet1_0.t", "squeezenet1_0", "classify", ImportedSource("x", ""), preprocess="caffe")
@@ -103,7 +103,7 @@ def test_caffe_preset_is_bgr_0_255_minus_mean_227() -> None:
 
 
 def test_efficientnet_lite_preset_scales_to_minus_one_one() -> None:
-    from dlcli.tasks.presets import to_display, transform_for
+    from dlcli.weights.presets import to_display, transform_for
     from dlcli.weights.spec import ImportedSource, WeightsSpec
 
     spec = WeightsSpec("x.t", "x", "classify", ImportedSource("x", ""), preprocess="efficientnet-lite")

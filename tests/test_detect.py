@@ -250,7 +250,7 @@ def test_train_and_eval_on_a_coco_format_set(tmp_path: Path) -> None:
 
 def test_bundled_detector_finds_the_sample_objects_offline() -> None:
     """`dl detect samples/scene.png --offline` works on a fresh machine with the bundled weights."""
-    from dlcli.tasks.detection_metrics import box_iou
+    from dlcli.evaluation.detection import box_iou
     from dlcli.weights import registry
 
     if registry.lookup("fasterrcnn_small.scenes") is None:

@@ -66,7 +66,7 @@ def test_mnist_style_rgba_drawing_and_blank_image() -> None:
 
 
 def test_preset_registered_and_gives_tensor() -> None:
-    from dlcli.tasks.presets import get_preset
+    from dlcli.weights.presets import get_preset
     from dlcli.weights.registry import get
 
     preset = get_preset("mnist")
@@ -78,7 +78,7 @@ def test_preset_registered_and_gives_tensor() -> None:
 
 
 def test_bundled_entry_classifies_a_drawn_seven() -> None:
-    from dlcli.tasks.presets import transform_for
+    from dlcli.weights.presets import transform_for
     from dlcli.weights import loader, registry
 
     spec = registry.get("deepconvnet.mnist")

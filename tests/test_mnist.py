@@ -128,7 +128,8 @@ def test_deepconvnet_shape_params_and_init() -> None:
 
 
 def test_augment_is_seeded_and_keeps_ink() -> None:
-    from dlcli.training.mnist import augment, to_float
+    from dlcli.data.mnist import to_float
+    from dlcli.training.mnist import augment
 
     x = to_float(synthetic_digits(16, 0)[0])
     a = augment(x, torch.Generator().manual_seed(3))
@@ -139,7 +140,7 @@ def test_augment_is_seeded_and_keeps_ink() -> None:
 
 
 def test_confusion_pairs_and_grid() -> None:
-    from dlcli.training.mnist import confused_pairs, confusion_matrix, misclassified_grid
+    from dlcli.evaluation.mnist import confused_pairs, confusion_matrix, misclassified_grid
 
     target = torch.tensor([1, 1, 7, 7, 0, 6, 3])
     pred = torch.tensor([7, 1, 1, 1, 6, 6, 3])

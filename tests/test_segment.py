@@ -148,7 +148,7 @@ def test_cli_segment_eval_json(fcn_weights: Path) -> None:
 
 
 def test_mask_folder_training_data(tmp_path: Path) -> None:
-    from dlcli.training.segment import MaskFolder
+    from dlcli.data.masks import MaskFolder
 
     (tmp_path / "images").mkdir()
     (tmp_path / "masks").mkdir()

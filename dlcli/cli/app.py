@@ -120,6 +120,9 @@ def run_guarded(debug: bool, fn: Callable[[], Any]) -> Any:
     """Run a command body: typed errors -> `Error: …` + exit code; Ctrl-C -> 130; a bug -> a
     one-line message (the traceback with --debug)."""
     try:
+        from dlcli import catalog
+
+        catalog.load()  # every name a command may take (cheap: task modules import torch lazily)
         return fn()
     except (typer.Exit, typer.Abort, click.exceptions.ClickException):
         raise

@@ -206,3 +206,8 @@ def find_mnist(data: str | Path | None = None, *, offline: bool = False, reporte
             f"${ENV_VAR}, or run once without --offline to download it into {cache}"
         )
     return _download(cache, reporter)
+
+
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 N x 28 x 28 -> float N x 1 x 28 x 28 in [0, 1] (the book's normalisation)."""
+    return images.unsqueeze(1).float().div_(255.0)

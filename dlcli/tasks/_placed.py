@@ -12,7 +12,7 @@ class PlacedModel:
     """A loaded model with its preprocessing and labels, placed by the device manager."""
 
     def __init__(self, loaded: Any, runtime: Any, *, channels_last: bool = False) -> None:
-        from dlcli.tasks.presets import transform_for
+        from dlcli.weights.presets import transform_for
 
         self.loaded = loaded
         self.runtime = runtime

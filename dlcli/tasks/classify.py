@@ -91,7 +91,8 @@ for _arch, (_enum, _config) in TORCHVISION_ZOO.items():
     registry.register_torchvision(
         _arch, TASK, _torchvision_builder(_arch), _enum, "imagenet", license=TORCHVISION_LICENSE,
         description=f"{_arch} trained on ImageNet-1K (torchvision {_enum})", default_config=_config,
-        finalize=_drop_aux_heads if _arch == "googlenet" else None, default=(_arch == DEFAULT_ARCH),
+        finalize=_drop_aux_heads if _arch == "googlenet" else None, finetune_config=FINETUNE_CONFIG.get(_arch),
+        default=(_arch == DEFAULT_ARCH),
     )
 
 registry.register_arch(Arch(
@@ -286,7 +287,7 @@ def classify(
 def preprocessed_image(tensors: Sequence[Any], spec: WeightsSpec) -> Any:
     """What the network saw, as one PIL image: the single input, or a grid in input order."""
     from dlcli import media
-    from dlcli.tasks.presets import to_display
+    from dlcli.weights.presets import to_display
 
     if not tensors:
         raise InputError("no image was classified, so there is nothing to show")

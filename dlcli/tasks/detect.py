@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from dlcli.errors import InputError, NetworkError, WeightsError
 from dlcli.progress import NullReporter, Reporter
-from dlcli.tasks.presets import Preset, register_preset
+from dlcli.weights.presets import Preset, register_preset
 from dlcli.tasks._placed import PlacedModel
 from dlcli.weights import registry
 from dlcli.weights.spec import Arch, TorchvisionSource, WeightsSpec
@@ -333,7 +333,8 @@ def evaluate(
 ) -> Any:
     """mAP@0.5 and mAP@0.5:0.95 of a detector on held-out scenes (test seed) or a COCO-format set."""
     from dlcli.results import DetectEvalReport, Provenance
-    from dlcli.training.detect import CocoDetection, evaluate_detector
+    from dlcli.data.coco import CocoDetection
+    from dlcli.evaluation.detection import evaluate_detector
 
     reporter = reporter or NullReporter()
     if count < 1:

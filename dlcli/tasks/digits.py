@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from dlcli.errors import InputError, WeightsError
-from dlcli.tasks.presets import Preset, register_preset
+from dlcli.weights.presets import Preset, register_preset
 from dlcli.weights import loader
 from dlcli.weights.registry import register_arch
 from dlcli.weights.spec import Arch, WeightsSpec

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from dlcli.errors import InputError
 from dlcli.progress import NullReporter, Reporter
-from dlcli.tasks.presets import Preset, register_preset
+from dlcli.weights.presets import Preset, register_preset
 from dlcli.weights import registry
 from dlcli.weights.spec import Arch
 
@@ -104,7 +104,7 @@ def render_images(g: Any, z: Any, runtime: Any, batch: int = 256) -> list[Any]:
     """G(z) as PIL images (L for grey, RGB for colour)."""
     import torch
 
-    from dlcli.training.dcgan import tensors_to_pil
+    from dlcli.media import tensors_to_pil
 
     out: list[Any] = []
     with runtime.inference():

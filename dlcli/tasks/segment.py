@@ -83,7 +83,7 @@ class Segmenter(PlacedModel):
         """PIL image -> class-index mask (H, W) int64 at the image's own size (CPU tensor)."""
         import torch.nn.functional as F
 
-        from dlcli.training.segment import logits_of
+        from dlcli.evaluation.segmentation import logits_of
 
         x = self.runtime.to(self.transform(image).unsqueeze(0))
         with self.runtime.inference():
@@ -225,7 +225,8 @@ def evaluate(
     import numpy as np
 
     from dlcli.results import Provenance, SegmentEvalReport
-    from dlcli.training.segment import MaskFolder, evaluate_segmenter
+    from dlcli.data.masks import MaskFolder
+    from dlcli.evaluation.segmentation import evaluate_segmenter
 
     reporter = reporter or NullReporter()
     if count < 1:

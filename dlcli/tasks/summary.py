@@ -18,6 +18,7 @@ from typing import Any
 
 from dlcli.errors import InputError, WeightsError
 from dlcli.weights import registry
+from dlcli.weights.presets import input_shape_for
 
 
 def _pair(v: Any) -> tuple[int, int]:
@@ -207,18 +208,6 @@ def stacked_3x3_demo(max_convs: int = 3) -> tuple[Any, ...]:
             weights_single=sum(p.numel() for p in single.parameters()),
         ))
     return tuple(demos)
-
-
-def input_shape_for(spec: Any) -> tuple[int, ...]:
-    """(C, H, W) the entry's preprocessing produces, found by running it on a blank picture, so
-    every preset (ImageNet 224, Caffe 227, MNIST 28x28 grey…) gives the right shape."""
-    from PIL import Image
-
-    from dlcli.tasks.presets import transform_for
-
-    transform, mode = transform_for(spec)
-    blank = Image.new(mode, (320, 320), 255 if mode == "L" else (255, 255, 255))
-    return tuple(int(d) for d in transform(blank).shape)
 
 
 def random_model(model: str, *, input_size: int | None = None,

@@ -23,144 +23,12 @@ import torch
 from torch import nn
 
 from dlcli.device import Runtime
-from dlcli.errors import DataError, InputError
+from dlcli.errors import InputError
 from dlcli.progress import NullReporter, Reporter
-from dlcli.text.bleu import corpus_bleu
-from dlcli.text.search import beam_search, greedy
+from dlcli.data.captions import MEAN, STD, CaptionSet, CocoCaptions, SceneCaptions, normalize
+from dlcli.evaluation.caption import evaluate
 from dlcli.text.vocab import Vocab, tokenize
 from dlcli.training.checkpoint import Interrupted, load_checkpoint, save_checkpoint
-
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
-
-
-# --- data ----------------------------------------------------------------------------------------
-
-
-class CaptionSet:
-    """Images (uint8 CHW, already at the model's size) and their reference captions."""
-
-    def __len__(self) -> int:
-        raise NotImplementedError
-
-    def image(self, i: int) -> torch.Tensor:
-        raise NotImplementedError
-
-    def captions(self, i: int) -> list[str]:
-        raise NotImplementedError
-
-    def images(self, idx: Sequence[int]) -> torch.Tensor:
-        return torch.stack([self.image(i) for i in idx])
-
-
-SCENE_RENDER_SIZE = 128
-
-
-class SceneCaptions(CaptionSet):
-    """`n` scenes of the world `seed`, rendered once into memory at the world's native 128 pixels
-    and, for another `size`, resized with antialiasing (the way the "nic" preset resizes a scene
-    picture at inference, so training and `dl caption scene.png` see the same kind of pixels)."""
-
-    def __init__(self, n: int, seed: int, size: int = 128, reporter: Reporter | None = None,
-                 description: str = "scenes") -> None:
-        from dlcli.data.scenes import make_scene
-
-        if n < 1:
-            raise InputError(f"need at least one scene, got {n}")
-        reporter = reporter or NullReporter()
-        reporter.start(f"rendering {n} {description} (seed {seed})", total=n)
-        self.pixels = torch.empty((n, 3, size, size), dtype=torch.uint8)
-        self._captions: list[str] = []
-        for i in range(n):
-            scene = make_scene(seed, i, size=SCENE_RENDER_SIZE)
-            img = torch.from_numpy(scene.image).permute(2, 0, 1)
-            if size != SCENE_RENDER_SIZE:
-                img = torch.nn.functional.interpolate(img[None].float(), size=(size, size), mode="bilinear",
-                                                      antialias=True, align_corners=False)[0]
-                img = img.round().clamp(0, 255).to(torch.uint8)
-            self.pixels[i] = img
-            self._captions.append(scene.caption)
-            if i % 100 == 99 or i == n - 1:
-                reporter.advance(100 if i % 100 == 99 else (i % 100) + 1)
-        reporter.finish()
-
-    def __len__(self) -> int:
-        return self.pixels.shape[0]
-
-    def image(self, i: int) -> torch.Tensor:
-        return self.pixels[i]
-
-    def images(self, idx: Sequence[int]) -> torch.Tensor:
-        return self.pixels[torch.as_tensor(list(idx), dtype=torch.long)]
-
-    def captions(self, i: int) -> list[str]:
-        return [self._captions[i]]
-
-
-class CocoCaptions(CaptionSet):
-    """COCO caption annotations: every image with at least one caption, loaded from `images_dir`
-    and squashed to size x size when asked for (the same resize the "nic" preset applies)."""
-
-    def __init__(self, captions_file: Path, images_dir: Path, size: int, subset: Sequence[int] | None = None,
-                 _records: list[tuple[str, list[str]]] | None = None) -> None:
-        self.images_dir = Path(images_dir)
-        self.size = size
-        if _records is None:
-            _records = read_coco_captions(Path(captions_file), self.images_dir)
-        self.records = _records if subset is None else [_records[i] for i in subset]
-
-    def split(self, val_fraction: float, seed: int) -> tuple["CocoCaptions", "CocoCaptions"]:
-        n = len(self.records)
-        n_val = max(1, int(round(n * val_fraction))) if n > 1 else 0
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
-        make = lambda idx: CocoCaptions(Path(), self.images_dir, self.size, idx, self.records)  # noqa: E731
-        return make(order[n_val:]), make(order[:n_val])
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def image(self, i: int) -> torch.Tensor:
-        from PIL import Image
-
-        from dlcli.media import load_image
-
-        img = load_image(str(self.images_dir / self.records[i][0])).resize((self.size, self.size), Image.BILINEAR)
-        return torch.from_numpy(__import__("numpy").asarray(img).copy()).permute(2, 0, 1)
-
-    def captions(self, i: int) -> list[str]:
-        return self.records[i][1]
-
-
-def read_coco_captions(path: Path, images_dir: Path) -> list[tuple[str, list[str]]]:
-    """[(file_name, [caption, …]), …] from a COCO captions JSON, images sorted by id."""
-    if not path.is_file():
-        raise InputError(f"captions file {path} does not exist")
-    if not images_dir.is_dir():
-        raise InputError(f"images folder {images_dir} does not exist")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        files = {int(im["id"]): str(im["file_name"]) for im in data["images"]}
-        caps: dict[int, list[str]] = {}
-        for ann in data["annotations"]:
-            caps.setdefault(int(ann["image_id"]), []).append(str(ann["caption"]))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise DataError(f"{path} is not COCO caption annotations (need 'images' with id/file_name and "
-                        f"'annotations' with image_id/caption): {exc}") from None
-    records = [(files[i], caps[i]) for i in sorted(caps) if i in files]
-    if not records:
-        raise DataError(f"{path} holds no image with a caption")
-    missing = [f for f, _ in records[:50] if not (images_dir / f).is_file()]
-    if missing:
-        raise DataError(f"images named in {path} are missing from {images_dir} (e.g. {missing[0]})")
-    return records
-
-
-def normalize(pixels: torch.Tensor) -> torch.Tensor:
-    """uint8 (B, 3, H, W) -> float, ImageNet mean/std (what the "nic" preset does at inference)."""
-    mean = torch.tensor(MEAN, device=pixels.device).view(1, 3, 1, 1)
-    std = torch.tensor(STD, device=pixels.device).view(1, 3, 1, 1)
-    return (pixels.float() / 255.0 - mean) / std
-
 
 def encode_batch(vocab: Vocab, captions: Sequence[str], max_length: int) -> torch.Tensor:
     """(B, T) ids: <start> w1 … wN <end> <pad>…, captions cut to max_length words."""
@@ -234,47 +102,6 @@ class CaptionTrainResult:
     metrics: dict[str, float]
     history: list[EpochRecord]
     config: dict[str, Any]
-
-
-# --- evaluation -----------------------------------------------------------------------------------
-
-
-@torch.no_grad()
-def generate(model: Any, vocab: Vocab, pixels: torch.Tensor, runtime: Runtime, *, beam_size: int = 1,
-             max_length: int = 24) -> list[list[Any]]:
-    """Candidates (dlcli.text.search.Candidate lists, best first) for uint8 images (B, 3, H, W)."""
-    with runtime.inference():
-        feats = model.encode(runtime.to(normalize(pixels))).float()
-        if beam_size == 1:
-            return [[c] for c in greedy(model, feats, start_id=vocab.start_id, end_id=vocab.end_id,
-                                        max_length=max_length)]
-        return [beam_search(model, f, start_id=vocab.start_id, end_id=vocab.end_id, max_length=max_length,
-                            beam_size=beam_size) for f in feats]
-
-
-def evaluate(model: Any, vocab: Vocab, data: CaptionSet, runtime: Runtime, *, beam_size: int = 1,
-             max_length: int = 24, batch_size: int = 64, reporter: Reporter | None = None,
-             keep_examples: int = 0) -> tuple[dict[str, float], list[dict[str, Any]]]:
-    """Corpus BLEU-1..4 of the best caption per image against its references, and a few examples."""
-    reporter = reporter or NullReporter()
-    model.eval()
-    cands: list[list[str]] = []
-    refs: list[list[list[str]]] = []
-    examples: list[dict[str, Any]] = []
-    reporter.start("captioning", total=len(data))
-    for lo in range(0, len(data), batch_size):
-        idx = list(range(lo, min(lo + batch_size, len(data))))
-        best = [c[0] for c in generate(model, vocab, data.images(idx), runtime, beam_size=beam_size,
-                                       max_length=max_length)]
-        for i, cand in zip(idx, best):
-            words = vocab.words(cand.tokens)
-            cands.append(words)
-            refs.append([tokenize(r) for r in data.captions(i)])
-            if len(examples) < keep_examples:
-                examples.append({"index": i, "caption": " ".join(words), "references": data.captions(i)})
-        reporter.advance(len(idx))
-    reporter.finish()
-    return corpus_bleu(cands, refs), examples
 
 
 # --- training -------------------------------------------------------------------------------------
@@ -453,42 +280,3 @@ def train_caption(cfg: CaptionTrainConfig, runtime: Runtime, *, reporter: Report
                               history, asdict(cfg))
 
 
-# --- `dl caption eval` ------------------------------------------------------------------------------
-
-
-def evaluate_weights(runtime: Runtime, *, model: str | None = None, weights_file: str | Path | None = None,
-                     data: str = "scenes", size: int = 500, data_seed: int = 2, captions_file: str | None = None,
-                     images_dir: str | None = None, beam_size: int = 3, max_length: int | None = None,
-                     batch_size: int = 32, examples: int = 5, offline: bool = False,
-                     reporter: Reporter | None = None) -> Any:
-    """Corpus BLEU-1..4 of a captioner on a held-out set: `size` scenes of the world `data_seed`
-    (the training run used seeds 0 and 1) or every image of a COCO captions file."""
-    from dlcli.results import CaptionEvalReport, Provenance
-    from dlcli.tasks.caption import MAX_BEAM, load_captioner
-
-    if not 1 <= beam_size <= MAX_BEAM:
-        raise InputError(f"--beam-size must be between 1 and {MAX_BEAM}, got {beam_size}")
-    if max_length is not None and not 1 <= max_length <= 200:
-        raise InputError(f"--max-length must be between 1 and 200 words, got {max_length}")
-    reporter = reporter or NullReporter()
-    t0 = time.perf_counter()
-    cap = load_captioner(model, weights_file=weights_file, offline=offline, reporter=reporter)
-    image_size = int(cap.loaded.spec.preprocess_args.get("size", 224))
-    if captions_file or images_dir:
-        if not captions_file or not images_dir:
-            raise InputError("COCO evaluation needs both --captions FILE.json and --images DIR")
-        dataset: CaptionSet = CocoCaptions(Path(captions_file), Path(images_dir), image_size)
-        what = f"{Path(captions_file).name} ({len(dataset)} images)"
-    elif data == "scenes":
-        if size < 1:
-            raise InputError(f"--size must be at least 1, got {size}")
-        dataset = SceneCaptions(size, data_seed, image_size, reporter, "test scenes")
-        what = f"scenes seed {data_seed} ({size} images)"
-    else:
-        raise InputError(f"unknown data {data!r}: use --data scenes, or --captions FILE --images DIR")
-    net = runtime.place(cap.model)
-    limit = max_length or cap.max_length
-    bleu, shown = evaluate(net, cap.vocab, dataset, runtime, beam_size=beam_size, max_length=limit,
-                           batch_size=batch_size, reporter=reporter, keep_examples=examples)
-    return CaptionEvalReport(cap.loaded.name, what, len(dataset), beam_size, limit, bleu, tuple(shown),
-                             time.perf_counter() - t0, Provenance.collect(runtime, cap.loaded.name, cap.loaded.sha256))

@@ -22,6 +22,7 @@ from torch import nn
 from dlcli.atomic import atomic_target
 from dlcli.errors import DataError, InputError
 from dlcli.models.dcgan import D_NORMS
+from dlcli.media import tensors_to_pil
 from dlcli.progress import NullReporter, Reporter
 from dlcli.training.checkpoint import Interrupted, load_checkpoint, save_checkpoint
 
@@ -286,20 +287,6 @@ def sample_grid(g: nn.Module, z: torch.Tensor, ncols: int = 8) -> Any:
     g.train(was_training)
     tiles = tensors_to_pil(imgs)
     return make_grid(tiles, ncols, pad=2, scale=2 if imgs.shape[-1] <= 32 else 1)
-
-
-def tensors_to_pil(imgs: torch.Tensor) -> list[Any]:
-    """(N, C, H, W) in [-1, 1] -> PIL images (L for grey, RGB for colour)."""
-    from PIL import Image
-
-    arr = ((imgs.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    out = []
-    for t in arr:
-        if t.shape[0] == 1:
-            out.append(Image.fromarray(t[0].numpy(), mode="L"))
-        else:
-            out.append(Image.fromarray(t.permute(1, 2, 0).contiguous().numpy(), mode="RGB"))
-    return out
 
 
 def _ema_copy(g: nn.Module) -> nn.Module:

@@ -12,17 +12,17 @@ have seen without the interruption.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
-import numpy as np
 import torch
 
-from dlcli.errors import DataError, InputError
+from dlcli.data.coco import CocoDetection, Sample
+from dlcli.errors import InputError
+from dlcli.evaluation.detection import evaluate_detector
 from dlcli.progress import NullReporter, Reporter
-from dlcli.training.epochs import SplitData, TrainSummary, batched, open_run, run_epochs, scene_weights_meta
+from dlcli.training.epochs import SplitData, TrainSummary, open_run, run_epochs, scene_weights_meta
 
 ARCH = "fasterrcnn_small"
 LICENSE = "MIT (trained by the dlcli authors on generated scenes)"
@@ -75,66 +75,6 @@ class DetectTrainConfig:
 # --- data ---------------------------------------------------------------------------------------
 
 
-Sample = tuple[torch.Tensor, dict[str, torch.Tensor]]
-
-
-class CocoDetection:
-    """A COCO-format detection set (images + `annotations` with xywh `bbox` and `category_id`).
-
-    Category ids are mapped to contiguous labels 1..K in the order of `categories`; crowd
-    annotations and degenerate boxes are skipped."""
-
-    def __init__(self, annotations: Path, images: Path | None = None) -> None:
-        annotations = Path(annotations).expanduser()
-        if not annotations.is_file():
-            raise InputError(f"--data {annotations}: no such file (give 'scenes' or a COCO annotations JSON)")
-        try:
-            data = json.loads(annotations.read_text(encoding="utf-8"))
-            cats = sorted(data["categories"], key=lambda c: c["id"])
-            imgs = data["images"]
-            anns = data.get("annotations", [])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise DataError(f"{annotations} is not COCO-format JSON (needs images, annotations, categories): {exc}") from None
-        self.root = Path(images).expanduser() if images else annotations.parent
-        if images is None and imgs and not (self.root / imgs[0]["file_name"]).is_file() \
-                and (annotations.parent / "images").is_dir():
-            self.root = annotations.parent / "images"  # the common layout: annotations.json beside images/
-        if not self.root.is_dir():
-            raise InputError(f"--images {self.root}: no such folder")
-        self.cat_to_label = {int(c["id"]): i + 1 for i, c in enumerate(cats)}
-        self.classes = ["background"] + [str(c["name"]) for c in cats]
-        by_image: dict[int, list[dict[str, Any]]] = {int(im["id"]): [] for im in imgs}
-        for a in anns:
-            if a.get("iscrowd"):
-                continue
-            if int(a["image_id"]) in by_image and int(a["category_id"]) in self.cat_to_label:
-                by_image[int(a["image_id"])].append(a)
-        self.items = [(im, by_image[int(im["id"])]) for im in sorted(imgs, key=lambda im: int(im["id"]))]
-        if not self.items:
-            raise DataError(f"{annotations} lists no images")
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i: int) -> Sample:
-        from dlcli.media import load_image
-
-        im, anns = self.items[i]
-        path = self.root / im["file_name"]
-        img = load_image(str(path))
-        x = torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1).float().div_(255.0)
-        boxes, labels = [], []
-        for a in anns:
-            bx, by, bw, bh = (float(v) for v in a["bbox"])
-            if bw > 1 and bh > 1:
-                boxes.append([bx, by, bx + bw, by + bh])
-                labels.append(self.cat_to_label[int(a["category_id"])])
-        return x, {
-            "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
-            "labels": torch.tensor(labels, dtype=torch.int64),
-        }
-
-
 class TrainData(SplitData):
     """Lists of (image, target) samples for step `s` of a run, and the validation samples."""
 
@@ -146,39 +86,6 @@ class TrainData(SplitData):
         s = self.scenes.make_scene(seed, index, size=self.cfg.image_size)
         x = torch.from_numpy(s.image).permute(2, 0, 1).float().div_(255.0)
         return x, {"boxes": torch.from_numpy(s.boxes), "labels": torch.from_numpy(s.labels)}
-
-
-# --- evaluation -----------------------------------------------------------------------------------
-
-
-def evaluate_detector(model: torch.nn.Module, samples: Sequence[Sample] | Iterator[Sample], runtime: Any,
-                      *, batch_size: int = 8, reporter: Reporter | None = None, total: int | None = None) -> Any:
-    """Run `model` over (image, target) samples and score it (mAP@0.5, mAP@0.5:0.95)."""
-    from dlcli.tasks.detection_metrics import ImageBoxes, mean_average_precision
-
-    reporter = reporter or NullReporter()
-    preds: list[ImageBoxes] = []
-    gts: list[ImageBoxes] = []
-    was_training = model.training
-    model.eval()
-    reporter.start("evaluating", total=total, unit="img")
-
-    def flush(batch: list[Sample]) -> None:
-        with runtime.inference():
-            outs = model([runtime.to(x) for x, _ in batch])
-        for (_, t), o in zip(batch, outs):
-            preds.append(ImageBoxes.of(o["boxes"].float().cpu().numpy(), o["labels"].cpu().numpy(),
-                                       o["scores"].float().cpu().numpy()))
-            gts.append(ImageBoxes.of(t["boxes"].numpy(), t["labels"].numpy()))
-        reporter.advance(len(batch))
-
-    try:
-        for batch in batched(samples, batch_size):
-            flush(batch)
-    finally:
-        reporter.finish()
-        model.train(was_training)
-    return mean_average_precision(preds, gts)
 
 
 # --- the trainer ------------------------------------------------------------------------------------

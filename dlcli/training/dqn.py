@@ -169,7 +169,7 @@ def train_dqn(cfg: DQNConfig, out_dir: Path, *, runtime: Any, reporter: Reporter
 
     from dlcli.data.atari import action_meanings, make_env, resolve_game
     from dlcli.models.qnetwork import QNetwork
-    from dlcli.tasks.dqn import evaluate
+    from dlcli.evaluation.dqn import evaluate
     from dlcli.training.checkpoint import Interrupted, load_checkpoint, save_checkpoint
     from dlcli.training.replay import ReplayBuffer
     from dlcli.weights.store import save_weights_file, sha256_file

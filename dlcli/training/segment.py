@@ -13,19 +13,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dlcli.errors import DataError, InputError
+from dlcli.data.masks import IGNORE_INDEX, MaskFolder, Sample
+from dlcli.evaluation.segmentation import evaluate_segmenter
 from dlcli.progress import NullReporter, Reporter
-from dlcli.training.epochs import SplitData, TrainSummary, batched, open_run, run_epochs, scene_weights_meta
+from dlcli.training.epochs import SplitData, TrainSummary, open_run, run_epochs, scene_weights_meta
 
 ARCH = "fcn_small"
 LICENSE = "MIT (trained by the dlcli authors on generated scenes)"
-IGNORE_INDEX = 255
 
 
 @dataclass
@@ -54,64 +54,6 @@ class SegmentTrainConfig:
         return {"num_classes": len(self.classes), "width": self.width}
 
 
-Sample = tuple[torch.Tensor, torch.Tensor]  # image (3, H, W) in [0, 1]; mask (H, W) int64
-
-
-class MaskFolder:
-    """images/ + masks/ (+ classes.txt): a user segmentation set, resized to `size` for training."""
-
-    def __init__(self, root: Path, size: int) -> None:
-        from dlcli.media import IMAGE_SUFFIXES
-
-        root = Path(root).expanduser()
-        img_dir, mask_dir = root / "images", root / "masks"
-        if not img_dir.is_dir() or not mask_dir.is_dir():
-            raise InputError(f"--data {root}: expected a folder with images/ and masks/ (or 'scenes')")
-        masks = {p.stem: p for p in mask_dir.iterdir() if p.suffix.lower() == ".png"}
-        self.pairs = [(p, masks[p.stem]) for p in sorted(img_dir.iterdir())
-                      if p.suffix.lower() in IMAGE_SUFFIXES and p.stem in masks]
-        if not self.pairs:
-            raise DataError(f"{root}: no image in images/ has a mask of the same name in masks/ (PNG)")
-        self.size = int(size)
-        names = root / "classes.txt"
-        if names.is_file():
-            self.classes = [ln.strip() for ln in names.read_text(encoding="utf-8").splitlines() if ln.strip()]
-        else:
-            top = 0
-            for _, m in self.pairs:
-                arr = self._mask(m)
-                valid = arr[arr != IGNORE_INDEX]
-                top = max(top, int(valid.max()) if valid.size else 0)
-            self.classes = ["background"] + [f"class{i}" for i in range(1, top + 1)]
-        if len(self.classes) < 2:
-            raise DataError(f"{root}: need at least two classes (background and one more)")
-
-    @staticmethod
-    def _mask(path: Path) -> np.ndarray:
-        from PIL import Image
-
-        with Image.open(path) as im:
-            if im.mode not in ("L", "P", "I", "I;16"):
-                raise DataError(f"{path}: a mask must be a one-channel PNG of class indices (got mode {im.mode})")
-            return np.asarray(im).astype(np.int64)
-
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-    def __getitem__(self, i: int) -> Sample:
-        from PIL import Image
-
-        from dlcli.media import load_image
-
-        img_path, mask_path = self.pairs[i]
-        img = load_image(str(img_path)).resize((self.size, self.size), Image.BILINEAR)
-        mask = Image.fromarray(self._mask(mask_path).astype(np.uint8)).resize((self.size, self.size), Image.NEAREST)
-        arr = np.asarray(mask).astype(np.int64)
-        if int(arr[arr != IGNORE_INDEX].max(initial=0)) >= len(self.classes):
-            raise DataError(f"{mask_path}: class index above the {len(self.classes)} classes of classes.txt")
-        return torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1).float().div_(255.0), torch.from_numpy(arr)
-
-
 class SegData(SplitData):
     """Stacked (images, masks) batches for step `s` of a run, and the validation samples."""
 
@@ -126,48 +68,6 @@ class SegData(SplitData):
     def batch(self, epoch: int, step_in_epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
         items = super().batch(epoch, step_in_epoch)
         return torch.stack([x for x, _ in items]), torch.stack([m for _, m in items])
-
-
-def logits_of(output: Any) -> torch.Tensor:
-    """torchvision segmentation models return {"out": …}; ours returns the tensor."""
-    return output["out"] if isinstance(output, dict) else output
-
-
-def evaluate_segmenter(model: torch.nn.Module, samples: Sequence[Sample] | Iterator[Sample], runtime: Any,
-                       num_classes: int, *, batch_size: int = 16, reporter: Reporter | None = None,
-                       total: int | None = None) -> Any:
-    """Confusion matrix of `model` over (image, mask) samples (mIoU, pixel accuracy)."""
-    from dlcli.tasks.detection_metrics import ConfusionMatrix
-
-    reporter = reporter or NullReporter()
-    cm = ConfusionMatrix(num_classes, ignore_index=IGNORE_INDEX)
-    was_training = model.training
-    model.eval()
-    reporter.start("evaluating", total=total, unit="img")
-
-    def flush(batch: list[Sample]) -> None:
-        # Same-size images are stacked; mixed sizes run one by one.
-        groups: dict[tuple[int, int], list[Sample]] = {}
-        for x, m in batch:
-            groups.setdefault(tuple(x.shape[-2:]), []).append((x, m))
-        for items in groups.values():
-            with runtime.inference():
-                logits = logits_of(model(runtime.to(torch.stack([x for x, _ in items]))))
-            logits = logits.float()
-            for (_, m), lg in zip(items, logits):
-                if tuple(lg.shape[-2:]) != tuple(m.shape[-2:]):
-                    # Presets that resize (torchvision's): score at the mask's own resolution.
-                    lg = F.interpolate(lg[None], size=tuple(m.shape[-2:]), mode="bilinear", align_corners=False)[0]
-                cm.update(m.numpy(), lg.argmax(0).cpu().numpy())
-        reporter.advance(len(batch))
-
-    try:
-        for batch in batched(samples, batch_size):
-            flush(batch)
-    finally:
-        reporter.finish()
-        model.train(was_training)
-    return cm
 
 
 def weights_meta(cfg: SegmentTrainConfig, metrics: dict[str, Any], steps: int) -> dict[str, Any]:

@@ -85,11 +85,10 @@ def replace_head(model: Any, num_classes: int) -> str:
 
 def finetuned_config(spec: Any, num_classes: int) -> dict[str, Any]:
     """The build config that recreates the fine-tuned model exactly (what --weights-file will build)."""
-    from dlcli.tasks.classify import FINETUNE_CONFIG
     from dlcli.weights import registry
 
     arch = registry.get_arch(spec.arch)
-    return {**arch.default_config, **spec.config, **FINETUNE_CONFIG.get(spec.arch, {}), "num_classes": num_classes}
+    return {**arch.default_config, **spec.config, **arch.finetune_config, "num_classes": num_classes}
 
 
 def _check_rebuild(spec: Any, config: dict[str, Any], model: Any) -> None:
@@ -115,8 +114,7 @@ def make_transforms(spec: Any, augment: bool) -> tuple[Callable[[Any], Any], Cal
     receives what it expects."""
     from torchvision.transforms import v2 as T
 
-    from dlcli.tasks.presets import transform_for
-    from dlcli.tasks.summary import input_shape_for
+    from dlcli.weights.presets import input_shape_for, transform_for
 
     eval_tf, mode = transform_for(spec)
     if not augment:

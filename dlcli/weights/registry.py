@@ -1,18 +1,19 @@
 """Names: architectures, weights entries `arch.tag`, task defaults, "did you mean".
 
-Entries come from three places, gathered on first use:
-- the task modules (every module in dlcli.tasks registers its architectures and weights at import);
+Entries come from three places:
+- the task modules, which register their architectures and weights when imported. The registry is
+  passive: it never imports them; `dlcli.catalog.load()` does, for whoever needs the full catalogue;
 - the bundled manifest `weights/manifest.json` (weights we trained; see store.bundled_dir());
 - the user's imports ($DL_HOME/imported/index.json, written by `dl weights import`).
+The two files are read on first use and again by `load_files()` (after the catalogue is imported,
+so a manifest default wins over a task module's).
 A path is never guessed to be a name: files come in through --weights-file or `dl weights import`.
 """
 
 from __future__ import annotations
 
 import difflib
-import importlib
 import json
-import pkgutil
 import threading
 from typing import Any, Iterable
 
@@ -41,11 +42,11 @@ def register_arch(arch: Arch) -> Arch:
 def register_torchvision(arch: str, task: str, build: Any, enum: str, tag: str, *, license: str,
                          description: str, metrics: dict[str, float] | None = None,
                          default_config: dict[str, Any] | None = None, finalize: Any = None,
-                         default: bool = False) -> WeightsSpec:
+                         finetune_config: dict[str, Any] | None = None, default: bool = False) -> WeightsSpec:
     """A torchvision architecture and its pretrained `arch.tag` entry (the enum member, e.g.
     "ResNet50_Weights.IMAGENET1K_V2", is resolved and its hash checked by the loader)."""
     register_arch(Arch(arch, task, build, description=f"torchvision {arch}", default_config=dict(default_config or {}),
-                       finalize=finalize))
+                       finalize=finalize, finetune_config=dict(finetune_config or {})))
     return register(WeightsSpec(
         name=f"{arch}.{tag}", arch=arch, task=task, source=TorchvisionSource(enum), preprocess="imagenet",
         license=license, metrics=dict(metrics or {}), recipe=f"torchvision {enum} (recipe in its meta)",
@@ -71,14 +72,6 @@ def register(spec: WeightsSpec, *, default: bool = False, replace: bool = False)
 
 def set_default(task: str, name: str) -> None:
     _defaults[task] = name
-
-
-def _discover_task_modules() -> None:
-    import dlcli.tasks as tasks_pkg
-
-    for info in sorted(pkgutil.iter_modules(tasks_pkg.__path__), key=lambda m: m.name):
-        if not info.name.startswith("_"):
-            importlib.import_module(f"dlcli.tasks.{info.name}")
 
 
 def _manifest_entries() -> Iterable[WeightsSpec]:
@@ -123,11 +116,16 @@ def spec_from_record(rec: dict[str, Any], source: Any) -> WeightsSpec:
 
 
 def ensure_loaded() -> None:
+    """Read the manifest and the user's imports once (the task modules come from dlcli.catalog)."""
+    with _lock:
+        if not _loaded:
+            load_files()
+
+
+def load_files() -> None:
+    """(Re)register the bundled manifest's entries and the user's imports."""
     global _loaded
     with _lock:
-        if _loaded:
-            return
-        _discover_task_modules()
         for spec in _manifest_entries():
             register(spec, replace=True, default=bool(spec.extra.get("default")))
         _loaded = True

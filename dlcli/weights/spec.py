@@ -22,6 +22,9 @@ class Arch:
     default_config: dict[str, Any] = field(default_factory=dict)
     # Called as finalize(model, config) after the weights are loaded (e.g. drop training-only heads).
     finalize: Callable[..., Any] | None = None
+    # Config changes that make a fine-tuned model's state dict (saved after finalize) rebuild
+    # exactly (e.g. GoogLeNet without its auxiliary heads).
+    finetune_config: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -87,7 +90,7 @@ class WeightsSpec:
     arch: str
     task: str
     source: Source
-    # Name of a preprocessing preset (dlcli/tasks/presets.py) and its arguments.
+    # Name of a preprocessing preset (dlcli/weights/presets.py) and its arguments.
     preprocess: str = "imagenet"
     preprocess_args: dict[str, Any] = field(default_factory=dict)
     # Class names; None means "ask the source" (torchvision meta categories).

@@ -136,15 +136,15 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Corpus BLEU-1..4 on a held-out set."""
         from dlcli import render
-        from dlcli.training import caption as trainer
+        from dlcli.tasks import caption as task
 
         rt = opts.runtime()
         reporter = opts.reporter()
-        report = trainer.evaluate_weights(rt, model=model, weights_file=weights_file, data=data, size=size,
-                                          data_seed=data_seed, captions_file=str(captions) if captions else None,
-                                          images_dir=str(images) if images else None, beam_size=beam_size,
-                                          max_length=max_length, examples=examples, offline=opts.offline,
-                                          reporter=reporter)
+        report = task.evaluate_weights(rt, model=model, weights_file=weights_file, data=data, size=size,
+                                       data_seed=data_seed, captions_file=str(captions) if captions else None,
+                                       images_dir=str(images) if images else None, beam_size=beam_size,
+                                       max_length=max_length, examples=examples, offline=opts.offline,
+                                       reporter=reporter)
         if opts.json:
             render.emit_json(report.to_dict())
         else:

@@ -69,7 +69,7 @@ def register(app: typer.Typer) -> None:
             data_dir = find_mnist(data, offline=opts.offline, reporter=reporter)
 
             if evaluate:
-                from dlcli.training import mnist as trainer
+                from dlcli.evaluation import mnist as evaluator
                 from dlcli.weights import loader
 
                 lw = loader.load_model(None if weights_file else (weights or "deepconvnet.mnist"), task="classify",
@@ -77,10 +77,10 @@ def register(app: typer.Typer) -> None:
                 if lw.spec.arch != "deepconvnet":
                     raise InputError(f"{lw.spec.name} is a {lw.spec.arch}, not a deepconvnet; train-mnist evaluates digit models")
                 reporter.message(f"evaluating {lw.spec.name} on the MNIST test set ({rt.device}, {rt.dtype_name})")
-                res = trainer.evaluate(lw.model, data_dir, rt, channels_last=channels_last)
+                res = evaluator.evaluate(lw.model, data_dir, rt, channels_last=channels_last)
                 png = None
                 if out is not None:
-                    png = _save_misclassified(trainer, data_dir, res["pred"], out / "misclassified.png", force)
+                    png = _save_misclassified(evaluator, data_dir, res["pred"], out / "misclassified.png", force)
                 report = MnistEvalReport(res["accuracy"], res["errors"], res["n"], tuple(map(tuple, res["confusion"])),
                                          tuple(res["confused_pairs"]), res["seconds"], res["images_per_s"], png,
                                          Provenance.collect(rt, lw.spec.name, lw.sha256))
@@ -136,12 +136,12 @@ def register(app: typer.Typer) -> None:
             dist.close()
 
 
-def _save_misclassified(trainer: object, data_dir: Path, pred: object, path: Path, force: bool) -> Optional[Path]:
+def _save_misclassified(evaluator: object, data_dir: Path, pred: object, path: Path, force: bool) -> Optional[Path]:
     from dlcli.atomic import atomic_output
     from dlcli.data.mnist import load_mnist
 
     test_x, test_y = load_mnist(data_dir, "test")
-    grid = trainer.misclassified_grid(test_x, test_y, pred)  # type: ignore[attr-defined]
+    grid = evaluator.misclassified_grid(test_x, test_y, pred)  # type: ignore[attr-defined]
     if grid is None:
         return None
     path.parent.mkdir(parents=True, exist_ok=True)

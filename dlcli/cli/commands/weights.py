@@ -133,7 +133,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Check that a local file's tensors fit the architecture, store it with its hash."""
         from dlcli import render
-        from dlcli.tasks.presets import preset_names
+        from dlcli.weights.presets import preset_names
         from dlcli.errors import InputError
         from dlcli.weights import loader, store
 

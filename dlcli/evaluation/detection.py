@@ -1,4 +1,4 @@
-"""Evaluation metrics for detection (mAP, COCO-style) and segmentation (mIoU, pixel accuracy).
+"""Detection metrics (mAP, COCO-style) and the evaluator that runs a detector over held-out samples.
 
 Our own implementation (NumPy only), so `dl detect eval` needs no pycocotools:
 - detections are matched per class, greedily in descending score order, each to the unmatched
@@ -11,9 +11,15 @@ Our own implementation (NumPy only), so `dl detect eval` needs no pycocotools:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
+
+from dlcli.evaluation.batching import batched
+from dlcli.progress import NullReporter, Reporter
+
+if TYPE_CHECKING:
+    import torch
 
 COCO_THRESHOLDS: tuple[float, ...] = tuple(np.round(np.arange(0.5, 0.951, 0.05), 2).tolist())
 _RECALL_POINTS = np.linspace(0.0, 1.0, 101)
@@ -131,36 +137,35 @@ def mean_average_precision(preds: Sequence[ImageBoxes], gts: Sequence[ImageBoxes
     return DetectionScores(m50, mall, ap50, ap_all, len(gts), total_gt)
 
 
-class ConfusionMatrix:
-    """Accumulates a (num_classes x num_classes) pixel confusion matrix: rows truth, columns prediction."""
+# --- the evaluator -------------------------------------------------------------------------------
 
-    def __init__(self, num_classes: int, ignore_index: int | None = 255) -> None:
-        self.num_classes = int(num_classes)
-        self.ignore_index = ignore_index
-        self.matrix = np.zeros((self.num_classes, self.num_classes), dtype=np.int64)
 
-    def update(self, truth: np.ndarray, pred: np.ndarray) -> None:
-        t = np.asarray(truth).reshape(-1).astype(np.int64)
-        p = np.asarray(pred).reshape(-1).astype(np.int64)
-        if t.shape != p.shape:
-            raise ValueError(f"mask shapes differ: {np.shape(truth)} vs {np.shape(pred)}")
-        keep = (t >= 0) & (t < self.num_classes)
-        if self.ignore_index is not None:
-            keep &= t != self.ignore_index
-        p = np.clip(p[keep], 0, self.num_classes - 1)
-        self.matrix += np.bincount(t[keep] * self.num_classes + p, minlength=self.num_classes**2).reshape(
-            self.num_classes, self.num_classes)
+Sample = tuple[Any, dict[str, Any]]  # image tensor (3, H, W) in [0, 1]; target with boxes, labels
 
-    def iou(self) -> np.ndarray:
-        """Per-class IoU; NaN for a class absent from both truth and prediction."""
-        tp = np.diag(self.matrix).astype(np.float64)
-        union = self.matrix.sum(0) + self.matrix.sum(1) - tp
-        return np.where(union > 0, tp / np.where(union > 0, union, 1), np.nan)
 
-    def mean_iou(self) -> float:
-        iou = self.iou()
-        return float(np.nanmean(iou)) if np.isfinite(iou).any() else float("nan")
+def evaluate_detector(model: torch.nn.Module, samples: Iterable[Sample], runtime: Any,
+                      *, batch_size: int = 8, reporter: Reporter | None = None, total: int | None = None) -> DetectionScores:
+    """Run `model` over (image, target) samples and score it (mAP@0.5, mAP@0.5:0.95)."""
+    reporter = reporter or NullReporter()
+    preds: list[ImageBoxes] = []
+    gts: list[ImageBoxes] = []
+    was_training = model.training
+    model.eval()
+    reporter.start("evaluating", total=total, unit="img")
 
-    def pixel_accuracy(self) -> float:
-        total = self.matrix.sum()
-        return float(np.diag(self.matrix).sum() / total) if total else float("nan")
+    def flush(batch: list[Sample]) -> None:
+        with runtime.inference():
+            outs = model([runtime.to(x) for x, _ in batch])
+        for (_, t), o in zip(batch, outs):
+            preds.append(ImageBoxes.of(o["boxes"].float().cpu().numpy(), o["labels"].cpu().numpy(),
+                                       o["scores"].float().cpu().numpy()))
+            gts.append(ImageBoxes.of(t["boxes"].numpy(), t["labels"].numpy()))
+        reporter.advance(len(batch))
+
+    try:
+        for batch in batched(samples, batch_size):
+            flush(batch)
+    finally:
+        reporter.finish()
+        model.train(was_training)
+    return mean_average_precision(preds, gts)

@@ -7,14 +7,14 @@ import math
 import numpy as np
 import pytest
 
-from dlcli.tasks.detection_metrics import (
+from dlcli.evaluation.detection import (
     COCO_THRESHOLDS,
-    ConfusionMatrix,
     ImageBoxes,
     average_precision,
     box_iou,
     mean_average_precision,
 )
+from dlcli.evaluation.segmentation import ConfusionMatrix
 
 GT = [0, 0, 10, 10]
 

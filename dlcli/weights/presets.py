@@ -34,7 +34,7 @@ def register_preset(preset: Preset) -> Preset:
 def get_preset(name: str) -> Preset:
     import dlcli.weights.registry as registry
 
-    registry.ensure_loaded()  # task modules register their presets on import
+    registry.ensure_loaded()  # task modules register their presets on import (dlcli.catalog)
     preset = _presets.get(name)
     if preset is None:
         raise WeightsError(f"unknown preprocessing preset {name!r} (known: {', '.join(sorted(_presets))})")
@@ -182,3 +182,13 @@ def to_display(spec: WeightsSpec, tensor: Any) -> Any:
     if arr.shape[0] == 1:
         return Image.fromarray(arr[0].numpy(), "L")
     return Image.fromarray(arr.permute(1, 2, 0).contiguous().numpy(), "RGB")
+
+
+def input_shape_for(spec: Any) -> tuple[int, ...]:
+    """(C, H, W) the entry's preprocessing produces, found by running it on a blank picture, so
+    every preset (ImageNet 224, Caffe 227, MNIST 28x28 grey…) gives the right shape."""
+    from PIL import Image
+
+    transform, mode = transform_for(spec)
+    blank = Image.new(mode, (320, 320), 255 if mode == "L" else (255, 255, 255))
+    return tuple(int(d) for d in transform(blank).shape)
