@@ -36,12 +36,14 @@ def variants(data: Path, threads: int, rounds: int, batch_sizes: list[int], cali
     import numpy as np
     import torch
 
+    from dlcli import catalog
     from dlcli.data import mnist
     from dlcli.export.runtime import OnnxModel
     from dlcli.tasks import export as ex
     from dlcli.tasks.bench import _time
     from dlcli.weights import loader
 
+    catalog.load()  # the registry's names (the registry itself imports no task)
     torch.set_num_threads(threads)
     loaded = loader.load_model("deepconvnet.mnist", task="classify")
     images, labels = mnist.load_mnist(data, "test")

@@ -260,7 +260,7 @@ def _held_out(loaded: Any, plan: Any, data: str | Path | None, eval_size: int | 
     if scene_model and spec.task == "segment":
         from PIL import Image
 
-        from dlcli.tasks.detection_metrics import ConfusionMatrix
+        from dlcli.evaluation.segmentation import ConfusionMatrix
 
         n = eval_size or 200
         samples = [scenes.make_scene(scenes.TEST_SEED, i) for i in range(n)]

@@ -95,7 +95,7 @@ def plan_for(loaded: Any) -> Plan:
     """The export plan of a loaded model, by task."""
     import torch
 
-    from dlcli.tasks.presets import transform_for
+    from dlcli.weights.presets import transform_for
 
     spec = loaded.spec
     task = spec.task
