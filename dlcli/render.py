@@ -247,6 +247,11 @@ def render_stylize(result: Any) -> None:
               f"[dim]{result.provenance.weights} · {result.provenance.device} · {result.provenance.dtype}[/]")
 
 
+def _engine(provenance: Any) -> str:
+    """The device for torch runs, onnxruntime's version and precision for exported files."""
+    return provenance.device if provenance.engine == "torch" else provenance.engine
+
+
 def render_generate(result: Any) -> None:
     out = stdout()
     for path in result.files:
@@ -254,7 +259,7 @@ def render_generate(result: Any) -> None:
     what = (f"{result.n} samples" if result.kind == "grid" else
             f"a walk through {result.interpolate} latent points")
     out.print(f"[dim]{result.model} · seed {result.seed} · {what} · {result.seconds:.2f} s · "
-              f"{result.provenance.device}[/]")
+              f"{_engine(result.provenance)}[/]")
 
 
 def render_generate_train(result: Any) -> None:
@@ -354,8 +359,9 @@ def render_segment(report: Any) -> None:
                         ["left", "right", "right"]))
         for kind, path in item.files.items():
             out.print(f"[dim]  {kind}: {path}[/]")
-    out.print(f"[dim]{report.model} · {report.provenance.device} · {report.provenance.dtype} · "
-              f"{len(report.images)} image(s) in {report.seconds:.2f} s[/]")
+    where = (f"{report.provenance.device} · {report.provenance.dtype}" if report.provenance.engine == "torch"
+             else report.provenance.engine)
+    out.print(f"[dim]{report.model} · {where} · {len(report.images)} image(s) in {report.seconds:.2f} s[/]")
 
 
 def render_segment_eval(report: Any) -> None:
@@ -413,3 +419,46 @@ def render_mnist_eval(report: Any) -> None:
               f"{report.images_per_s:,.0f} images/s ({report.provenance.dtype} on {report.provenance.device})")
     if report.misclassified:
         out.print(f"misclassified digits: {report.misclassified}")
+
+
+def render_export(report: Any) -> None:
+    rows: list[tuple[str, Any]] = [
+        ("file", f"{report.file} ({_count(report.bytes)}B, {report.format} {report.precision})"),
+        ("sha256", report.sha256),
+        ("weights", f"{report.model} ({report.task})"),
+        ("weights sha256", report.source_sha256 or "none (random init)"),
+    ]
+    if report.sidecar is not None:
+        rows.append(("metadata", report.sidecar))
+    for check in report.checks:
+        bound = "" if check.tolerance is None else f" (<= {check.tolerance:g})"
+        agree = "" if check.top1_agreement is None else f", top-1 agreement {check.top1_agreement:.2%}"
+        rows.append((f"{check.what} vs torch", f"max abs diff {check.max_abs_diff:.3g}{bound}{agree}"))
+        rows.append(("", f"on {check.inputs} inputs" + (f"; {check.note}" if check.note else "")))
+    if report.quantization:
+        q = report.quantization
+        rows.append(("int8", f"{q['format']}, {'per-channel' if q['per_channel'] else 'per-tensor'} weights, "
+                             f"{q['calibration']} calibration"))
+        rows.append(("calibration", f"{report.calibration_images} inputs: {q['calibration_source']}"))
+    rows.append(("time", f"{report.seconds:.1f} s"))
+    print_table(f"exported {report.model}", ["", ""], rows)
+
+
+def render_bench(report: Any) -> None:
+    """One table: a row per runtime and batch size, the accuracy of each runtime beside its rows."""
+    scores = {a.runtime: a for a in report.accuracy}
+    metric = report.accuracy[0].metric if report.accuracy else "accuracy"
+    rows = []
+    for r in report.rows:
+        a = scores.get(r.runtime)
+        # errors are counts, differences span decades, mIoU and agreement are shares
+        vfmt, dfmt = {"errors": (".0f", "+.0f"), "max abs diff": (".3g", "+.3g")}.get(metric, (".4f", "+.4f"))
+        value = "-" if a is None or a.value is None else format(a.value, vfmt)
+        delta = "" if a is None or a.delta is None else format(a.delta, dfmt)
+        rows.append((r.runtime, r.batch_size, f"{r.latency_ms:.3f}", f"{r.images_per_s:,.0f}",
+                     "-" if r.ratio is None else f"{r.ratio:.2f}x", value, delta))
+    stdout().print(table(f"{report.model}: {report.threads} thread(s), median of {report.rounds} interleaved rounds",
+                         ["runtime", "batch", "ms/batch", "images/s", "vs fp32", metric, "delta"], rows,
+                         ["left", "right", "right", "right", "right", "right", "right"]))
+    stdout().print(f"[dim]{metric} on {report.data} · {report.cpu} · "
+                   f"{report.seconds:.0f} s[/]")

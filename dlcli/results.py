@@ -44,9 +44,12 @@ class Provenance(ResultMixin):
     seed: int | None
     weights: str | None = None
     weights_sha256: str | None = None
+    # What ran the forward passes: "torch", or e.g. "onnxruntime 1.20.1 (int8)" for an exported file.
+    engine: str = "torch"
 
     @classmethod
-    def collect(cls, runtime: Any = None, weights: str | None = None, sha256: str | None = None) -> "Provenance":
+    def collect(cls, runtime: Any = None, weights: str | None = None, sha256: str | None = None,
+                engine: str | None = None) -> "Provenance":
         import torch
 
         from dlcli import __version__
@@ -58,7 +61,8 @@ class Provenance(ResultMixin):
         except ImportError:  # pragma: no cover - torchvision is a dependency
             tv = None
         desc = runtime.describe() if runtime is not None else {"device": "cpu", "dtype": "float32", "seed": None}
-        return cls(__version__, torch.__version__, tv, desc["device"], desc["dtype"], desc["seed"], weights, sha256)
+        return cls(__version__, torch.__version__, tv, desc["device"], desc["dtype"], desc["seed"], weights, sha256,
+                   engine or "torch")
 
 
 # --- foundation: dl doctor, dl weights --------------------------------------------------------
@@ -531,4 +535,73 @@ class MnistEvalReport(ResultMixin):
     seconds: float
     images_per_s: float
     misclassified: Path | None
+    provenance: Provenance
+
+
+# --- export and bench --------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportCheck(ResultMixin):
+    """An exported graph run beside the torch model on the same inputs."""
+
+    what: str  # "onnx fp32", "onnx int8", "torchscript"
+    inputs: int  # samples compared
+    max_abs_diff: float  # largest |export - torch| over every output element (inf: shapes differ)
+    top1_agreement: float | None  # share of samples (pixels for segmenters) with the same argmax; None for images
+    tolerance: float | None  # the bound max_abs_diff had to meet; None: reported only
+    passed: bool
+    note: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportReport(ResultMixin):
+    """`dl export`."""
+
+    model: str
+    task: str
+    format: str  # onnx | torchscript
+    precision: str  # fp32 | int8
+    file: Path
+    bytes: int
+    sha256: str
+    sidecar: Path | None  # the JSON beside a TorchScript file
+    source_sha256: str | None
+    checks: tuple[ExportCheck, ...]
+    calibration_images: int | None
+    quantization: dict[str, Any] | None
+    seconds: float
+    provenance: Provenance
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchRow(ResultMixin):
+    runtime: str  # torch-fp32 | torch-bf16 | onnx-fp32 | onnx-int8
+    batch_size: int
+    latency_ms: float  # median time of one forward pass of the batch
+    images_per_s: float
+    ratio: float | None  # images/s over torch-fp32's at the same batch size (None without a torch-fp32 row)
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchAccuracy(ResultMixin):
+    runtime: str
+    metric: str  # "errors", "mIoU", "top-1 agreement", "max abs diff"
+    value: float | None
+    delta: float | None  # value minus torch-fp32's (None for torch-fp32 itself or without one)
+    n: int  # held-out samples it was measured on
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchReport(ResultMixin):
+    """`dl bench`: the speed of each runtime at each batch size, measured in one run, and its accuracy."""
+
+    model: str
+    threads: int
+    rounds: int
+    rows: tuple[BenchRow, ...]
+    accuracy: tuple[BenchAccuracy, ...]
+    data: str | None  # what accuracy was measured on
+    cpu: str
+    seconds: float
     provenance: Provenance

@@ -20,7 +20,9 @@ RANK = {
     "weights": 3,
     "data": 4,
     "evaluation": 5,
-    "tasks": 6, "training": 6, "doctor": 6, "export": 6,
+    # export/ (exporting, quantising, running ONNX) needs only errors and results; tasks/ use it
+    # for --model-file and --runtime onnx, so it sits below them.
+    "tasks": 6, "training": 6, "doctor": 6, "export": 5,
     "render": 7, "catalog": 7, "video": 2,
     "cli": 8, "__main__": 9,
 }

@@ -183,17 +183,22 @@ class Classifier(PlacedModel):
 
 
 def load_classifier(runtime: Any, *, model: str | None = None, weights_file: str | Path | None = None,
-                    offline: bool = False, reporter: Reporter | None = None, random_init: bool = False) -> Classifier:
-    """Load by name / file / the task's default; the default falls back to EfficientNet-Lite0 (from
-    the plain install's pip packages) with a notice when it cannot be downloaded."""
+                    offline: bool = False, reporter: Reporter | None = None, random_init: bool = False,
+                    model_file: str | Path | None = None, engine: str | None = None) -> Classifier:
+    """By name or weights file (run by torch, or by onnxruntime with engine="onnx"), or an exported
+    ONNX file (`model_file`: its metadata gives the preprocessing and labels). The default falls back
+    to EfficientNet-Lite0 (from the plain install's pip packages) with a notice when it cannot be
+    downloaded."""
+    from dlcli.tasks.export import load_weights
     from dlcli.weights import loader
 
-    if model is None and weights_file is None and not random_init:
+    if model is None and weights_file is None and model_file is None and not random_init \
+            and engine in (None, "torch"):
         loaded = loader.load_default(TASK, OFFLINE, what="ImageNet, installed with dlcli", offline=offline,
                                      reporter=reporter)
     else:
-        loaded = loader.load_model(model, task=TASK, file=weights_file, offline=offline, reporter=reporter,
-                                   random_init=random_init)
+        loaded = load_weights(TASK, model=model, weights_file=weights_file, model_file=model_file, engine=engine,
+                              offline=offline, reporter=reporter, random_init=random_init)
     return Classifier(loaded, runtime)
 
 
@@ -289,7 +294,7 @@ def classify(
     finally:
         reporter.finish()
     seconds = time.perf_counter() - t0
-    provenance = Provenance.collect(runtime, clf.spec.name, clf.loaded.sha256)
+    provenance = Provenance.collect(runtime, clf.spec.name, clf.loaded.sha256, engine=getattr(clf.model, "engine", None))
     return ClassifyReport(
         model=clf.spec.name, top_k=top_k, batch_size=batch_size, images=tuple(results), failures=tuple(failures),
         seconds=seconds, provenance=provenance,

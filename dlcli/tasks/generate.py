@@ -121,13 +121,14 @@ def _grid_scale(size: int) -> int:
 def generate(*, runtime: Any, model: str | None = None, weights_file: str | Path | None = None, n: int = 64,
              seed: int = 0, out: str | Path = "grid.png", interpolate: int | None = None, frames: int = 8,
              ncols: int | None = None, duration_ms: int = 80, force: bool = False, offline: bool = False,
-             reporter: Reporter | None = None) -> Any:
+             reporter: Reporter | None = None, model_file: str | Path | None = None, engine: str | None = None) -> Any:
     """Sample a grid (n images) or, with `interpolate=K`, a latent walk through K points: writes
-    OUT's stem as .gif (animation) and .png (a strip of the frames). Returns a GenerateResult."""
+    OUT's stem as .gif (animation) and .png (a strip of the frames). `model_file` (an exported ONNX
+    generator) or engine="onnx" run the generator in onnxruntime. Returns a GenerateResult."""
     from dlcli.atomic import atomic_output, check_writable
     from dlcli.media import make_grid, save_image
     from dlcli.results import GenerateResult, Provenance
-    from dlcli.weights import loader
+    from dlcli.tasks.export import load_weights
 
     reporter = reporter or NullReporter()
     out = Path(out).expanduser()
@@ -148,7 +149,8 @@ def generate(*, runtime: Any, model: str | None = None, weights_file: str | Path
             check_writable(t, force)
 
     t0 = time.perf_counter()
-    lw = loader.load_model(model, task=TASK, file=weights_file, offline=offline, reporter=reporter)
+    lw = load_weights(TASK, model=model, weights_file=weights_file, model_file=model_file, engine=engine,
+                      offline=offline, reporter=reporter)
     g = runtime.place(lw.model)
     latent_dim = int(getattr(lw.model, "latent_dim", lw.spec.config.get("latent_dim", 100)))
     size = int(getattr(lw.model, "image_size", lw.spec.config.get("image_size", 28)))
@@ -172,5 +174,5 @@ def generate(*, runtime: Any, model: str | None = None, weights_file: str | Path
     return GenerateResult(
         model=lw.spec.name, seed=seed, n=n, files=files, kind="grid" if interpolate is None else "interpolation",
         image_size=size, interpolate=interpolate, seconds=round(time.perf_counter() - t0, 3),
-        provenance=Provenance.collect(runtime, lw.spec.name, lw.sha256),
+        provenance=Provenance.collect(runtime, lw.spec.name, lw.sha256, engine=getattr(lw.model, "engine", None)),
     )

@@ -98,11 +98,19 @@ class Segmenter(PlacedModel):
 
 
 def load_segmenter(runtime: Any, *, model: str | None = None, weights_file: str | Path | None = None,
-                   offline: bool = False, reporter: Reporter | None = None, random_init: bool = False) -> Segmenter:
+                   offline: bool = False, reporter: Reporter | None = None, random_init: bool = False,
+                   model_file: str | Path | None = None, engine: str | None = None) -> Segmenter:
+    """By name, weights file or the default (torch, or onnxruntime with engine="onnx"), or an
+    exported ONNX file (`model_file`)."""
+    from dlcli.tasks import export
     from dlcli.tasks.detect import load_detector
 
+    if model_file is not None:
+        return Segmenter(export.load_weights(TASK, model=model, weights_file=weights_file, model_file=model_file,
+                                             engine=engine), runtime)
     return load_detector(runtime, model=model, weights_file=weights_file, offline=offline, reporter=reporter,
-                         random_init=random_init, task=TASK, bundled=BUNDLED, wrap=Segmenter)
+                         random_init=random_init, task=TASK, bundled=BUNDLED,
+                         wrap=lambda lw, rt: Segmenter(export.for_engine(lw, engine, reporter=reporter), rt))
 
 
 def class_colors(n: int) -> list[tuple[int, int, int]]:
@@ -202,7 +210,8 @@ def segment(
         reporter.finish()
     return SegmentReport(model=seg.spec.name, images=tuple(results), failures=tuple(failures),
                          seconds=time.perf_counter() - t0,
-                         provenance=Provenance.collect(runtime, seg.spec.name, seg.loaded.sha256))
+                         provenance=Provenance.collect(runtime, seg.spec.name, seg.loaded.sha256,
+                                                       engine=getattr(seg.model, "engine", None)))
 
 
 def evaluate(

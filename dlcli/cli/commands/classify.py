@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from dlcli.cli.app import Options, command, group
+from dlcli.cli.commands._engine import engine_label, engine_options, model_file_option, runtime_option
 
 
 def register(app: typer.Typer) -> None:
@@ -25,6 +26,8 @@ def register(app: typer.Typer) -> None:
         jsonl: bool = typer.Option(False, "--jsonl", help="Stream one JSON object per image (and a last line with provenance)."),
         show_preprocessed: Optional[Path] = typer.Option(None, "--show-preprocessed", help="Save what the network saw (a grid for several inputs) to this image file."),
         force: bool = typer.Option(False, "--force", help="Overwrite the --show-preprocessed file."),
+        model_file: Optional[Path] = model_file_option(),
+        engine: Optional[str] = runtime_option(),
         *,
         opts: Options,
     ) -> None:
@@ -41,9 +44,11 @@ def register(app: typer.Typer) -> None:
             raise InputError("give either --json or --jsonl, not both")
         if show_preprocessed is not None:
             check_writable(show_preprocessed, force)  # fail before the work, not after
+        opts = engine_options(opts, engine, model_file)
         rt, reporter = opts.start()
-        clf = task.load_classifier(rt, model=model, weights_file=weights_file, offline=opts.offline, reporter=reporter)
-        reporter.message(f"{clf.spec.name} on {rt.device} ({rt.dtype_name})")
+        clf = task.load_classifier(rt, model=model, weights_file=weights_file, offline=opts.offline, reporter=reporter,
+                                   model_file=model_file, engine=engine)
+        reporter.message(f"{clf.spec.name} on {engine_label(clf.model, rt)}")
 
         # Lines stream in input order: a failure is found while reading, before the batch holding
         # the images ahead of it has run, so each line waits until all earlier ones are out.
@@ -77,7 +82,7 @@ def register(app: typer.Typer) -> None:
             render.emit_jsonl({"provenance": report.provenance.to_dict(), "images": len(report.images),
                                "failures": len(report.failures), "seconds": report.seconds})
         else:
-            render.stdout().print(f"[dim]{clf.spec.name} · {rt.device} · {rt.dtype_name} · "
+            render.stdout().print(f"[dim]{clf.spec.name} · {engine_label(clf.model, rt)} · "
                                   f"{len(report.images)} image(s) in {report.seconds:.2f} s[/]")
         if show_preprocessed is not None and seen:
             from dlcli import media

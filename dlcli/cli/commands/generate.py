@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from dlcli.cli.app import Options, command, group
+from dlcli.cli.commands._engine import engine_options, model_file_option, runtime_option
 
 
 def register(app: typer.Typer) -> None:
@@ -25,6 +26,8 @@ def register(app: typer.Typer) -> None:
         frames: int = typer.Option(8, "--frames", help="Frames between two latent points of the walk."),
         ncols: Optional[int] = typer.Option(None, "--ncols", help="Grid columns (default: a square grid)."),
         force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
+        model_file: Optional[Path] = model_file_option(),
+        engine: Optional[str] = runtime_option(),
         *,
         opts: Options,
     ) -> None:
@@ -32,11 +35,12 @@ def register(app: typer.Typer) -> None:
         from dlcli import render
         from dlcli.tasks import generate as task
 
+        opts = engine_options(opts, engine, model_file)
         rt, reporter = opts.start()
         seed = opts.seed if opts.seed is not None else 0
         result = task.generate(runtime=rt, model=model, weights_file=weights_file, n=n, seed=seed, out=out,
                                interpolate=interpolate, frames=frames, ncols=ncols, force=force,
-                               offline=opts.offline, reporter=reporter)
+                               offline=opts.offline, reporter=reporter, model_file=model_file, engine=engine)
         if opts.json:
             render.emit_json(result.to_dict())
         else:

@@ -9,6 +9,7 @@ import typer
 
 from dlcli.cli.app import Options, command, group
 from dlcli.cli.config_options import RunOptions, TrainOptions
+from dlcli.cli.commands._engine import engine_label, engine_options, model_file_option, runtime_option
 
 
 def register(app: typer.Typer) -> None:
@@ -24,6 +25,8 @@ def register(app: typer.Typer) -> None:
         opacity: float = typer.Option(0.5, "--opacity", min=0.0, max=1.0, help="Colour strength of the overlay."),
         force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
         strict: bool = typer.Option(False, "--strict", help="Stop at the first unreadable input instead of skipping it."),
+        model_file: Optional[Path] = model_file_option(),
+        engine: Optional[str] = runtime_option(),
         *,
         opts: Options,
     ) -> None:
@@ -34,9 +37,11 @@ def register(app: typer.Typer) -> None:
         from dlcli.cli.app import raise_for_failures, report_error
         from dlcli.tasks import segment as task
 
+        opts = engine_options(opts, engine, model_file)
         rt, reporter = opts.start()
-        seg = task.load_segmenter(rt, model=model, weights_file=weights_file, offline=opts.offline, reporter=reporter)
-        reporter.message(f"{seg.spec.name} on {rt.device} ({rt.dtype_name})")
+        seg = task.load_segmenter(rt, model=model, weights_file=weights_file, offline=opts.offline, reporter=reporter,
+                                  model_file=model_file, engine=engine)
+        reporter.message(f"{seg.spec.name} on {engine_label(seg.model, rt)}")
         report = task.segment(images, rt, segmenter=seg, out_dir=out, opacity=opacity, force=force, strict=strict,
                               offline=opts.offline, reporter=reporter, on_failure=lambda f: report_error(f.error))
         if opts.json:

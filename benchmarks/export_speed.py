@@ -1,0 +1,150 @@
+"""Which int8 recipe to ship, and what `--runtime onnx` buys end to end — each measured against
+its baseline in the same run.
+
+1. Quantisation variants of deepconvnet.mnist (onnxruntime's quantize_static: QDQ or QOperator
+   format, per-channel or per-tensor weights; uint8 activations, min/max calibration on the
+   first N MNIST training images): test-set errors and images/s at each batch size, timed in
+   interleaved rounds with torch fp32 and the ONNX fp32 graph (median of the rounds).
+2. `dl classify samples/digits --model deepconvnet.mnist --batch-size 1` as a subprocess, with
+   `--runtime torch` and `--runtime onnx` alternately (the ONNX export cached first): wall time
+   of the whole command (start-up included) and the time of the classification itself.
+
+    python benchmarks/export_speed.py --data /path/to/MNIST/raw --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def first_output(model):
+    return lambda b: model.run(b)[0]
+
+
+def variants(data: Path, threads: int, rounds: int, batch_sizes: list[int], calibration: int) -> None:
+    import numpy as np
+    import torch
+
+    from dlcli import catalog
+    from dlcli.data import mnist
+    from dlcli.export.runtime import OnnxModel
+    from dlcli.tasks import export as ex
+    from dlcli.tasks.bench import _time
+    from dlcli.weights import loader
+
+    catalog.load()  # the registry's names (the registry itself imports no task)
+    torch.set_num_threads(threads)
+    loaded = loader.load_model("deepconvnet.mnist", task="classify")
+    images, labels = mnist.load_mnist(data, "test")
+    x = images.unsqueeze(1).float().div_(255.0).numpy()
+    y = labels.numpy()
+    runners = {}
+    model = loaded.model.eval()
+
+    def torch_run(b: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return model(torch.from_numpy(b)).numpy()
+
+    runners["torch fp32"] = torch_run
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = Path(tmp) / "fp32.onnx"
+        ex.export_loaded(loaded, out=fp32)
+        runners["onnx fp32"] = first_output(OnnxModel(fp32, threads=threads))
+        for fmt in ("qdq", "qoperator"):
+            for per_channel in (True, False):
+                path = Path(tmp) / f"{fmt}-{per_channel}.onnx"
+                t0 = time.perf_counter()
+                ex.export_loaded(loaded, out=path, int8=True, calibrate=str(data), calibration_size=calibration,
+                                 quant_format=fmt, per_channel=per_channel)
+                name = f"int8 {fmt} {'per-channel' if per_channel else 'per-tensor'}"
+                print(f"{name}: quantised in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+                runners[name] = first_output(OnnxModel(path, threads=threads))
+        errors = {}
+        for name, run in runners.items():
+            pred = np.concatenate([run(x[i:i + 500]).argmax(1) for i in range(0, len(x), 500)])
+            errors[name] = int((pred != y).sum())
+        times: dict[tuple[str, int], list[float]] = {}
+        batches = {bs: np.ascontiguousarray(x[:bs]) for bs in batch_sizes}
+        for _ in range(rounds):
+            for bs in batch_sizes:
+                for name, run in runners.items():
+                    times.setdefault((name, bs), []).append(_time(run, batches[bs], 0.3))
+    print(f"\ndeepconvnet.mnist, {threads} thread(s), {calibration} calibration images, median of {rounds} rounds")
+    header = f"{'variant':<26}{'errors':>7}" + "".join(f"{'img/s b' + str(bs):>13}{'/torch':>8}{'/onnx':>7}"
+                                                       for bs in batch_sizes)
+    print(header)
+    for name in runners:
+        line = f"{name:<26}{errors[name]:>7}"
+        for bs in batch_sizes:
+            ips = bs / statistics.median(times[(name, bs)])
+            base_t = bs / statistics.median(times[("torch fp32", bs)])
+            base_o = bs / statistics.median(times[("onnx fp32", bs)])
+            line += f"{ips:>13,.0f}{ips / base_t:>7.2f}x{ips / base_o:>6.2f}x"
+        print(line)
+
+
+def end_to_end(threads: int, repeats: int) -> None:
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONPATH=str(ROOT))
+    digits = str(ROOT / "samples" / "digits")
+
+    def run(engine: str) -> tuple[float, float, list[str]]:
+        cmd = [sys.executable, "-m", "dlcli", "classify", digits, "--model", "deepconvnet.mnist", "--batch-size", "1",
+               "--top-k", "1", "--json", "--quiet", "--runtime", engine]
+        t0 = time.perf_counter()
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
+        wall = time.perf_counter() - t0
+        report = json.loads(done.stdout)
+        return wall, report["seconds"], [im["predictions"][0]["label"] for im in report["images"]]
+
+    run("onnx")  # the first --runtime onnx exports into the cache; not timed
+    walls: dict[str, list[float]] = {"torch": [], "onnx": []}
+    inner: dict[str, list[float]] = {"torch": [], "onnx": []}
+    labels = {}
+    for _ in range(repeats):
+        for engine in ("torch", "onnx"):
+            wall, seconds, labels[engine] = run(engine)
+            walls[engine].append(wall)
+            inner[engine].append(seconds)
+    n = len(labels["torch"])
+    print(f"\ndl classify samples/digits ({n} images, batch 1, {threads} thread(s)), median of {repeats} runs")
+    for engine in ("torch", "onnx"):
+        print(f"--runtime {engine:<6} whole command {statistics.median(walls[engine]):.2f} s, "
+              f"classification {statistics.median(inner[engine]) * 1000:.1f} ms, labels {' '.join(labels[engine])}")
+    print(f"onnx / torch: whole command {statistics.median(walls['torch']) / statistics.median(walls['onnx']):.2f}x, "
+          f"classification {statistics.median(inner['torch']) / statistics.median(inner['onnx']):.2f}x faster; "
+          f"same labels: {labels['torch'] == labels['onnx']}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, help="folder with the MNIST IDX files (for the quantisation variants)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--batch-size", default="1,64")
+    ap.add_argument("--calibration-size", type=int, default=1000)
+    ap.add_argument("--repeats", type=int, default=5, help="end-to-end runs per runtime")
+    ap.add_argument("--skip-variants", action="store_true")
+    ap.add_argument("--skip-end-to-end", action="store_true")
+    args = ap.parse_args()
+    if not args.skip_variants:
+        if args.data is None:
+            ap.error("--data is needed for the quantisation variants (or pass --skip-variants)")
+        variants(args.data, args.threads, args.rounds, [int(b) for b in args.batch_size.split(",")],
+                 args.calibration_size)
+    if not args.skip_end_to_end:
+        end_to_end(args.threads, args.repeats)
+
+
+if __name__ == "__main__":
+    main()
