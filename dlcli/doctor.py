@@ -102,6 +102,33 @@ def weights_status(verify: bool = True) -> list[WeightsStatus]:
     return rows
 
 
+def cache_problems() -> list[str]:
+    """Corrupt records and unreadable index files of the cache (and of the bundled manifest)."""
+    from dlcli.errors import DLError
+    from dlcli.weights import registry, store
+
+    found = registry.problems()
+    try:
+        store._read_json(store._hash_index_path())
+    except DLError as exc:
+        found.append(exc.message)
+    return found
+
+
+def problems_error(report: DoctorReport) -> Any:
+    """The error `dl doctor` ends with when something is wrong (its exit code says what)."""
+    from dlcli.errors import DeviceError, InputError, WeightsError
+
+    if not all(d.matmul_ok for d in report.devices):
+        bad = [d.device for d in report.devices if not d.matmul_ok]
+        return DeviceError(f"device check failed on {', '.join(bad)} (see the table above)")
+    if not report.cache_writable:
+        return InputError(f"the cache {report.cache_dir} is not writable; set DL_HOME to a writable folder")
+    n = sum(w.state.startswith("error") for w in report.weights) + len(report.problems)
+    return WeightsError(f"{n} problem(s) with weights files or the cache (see the table above); "
+                        "`dl weights rm NAME` removes a broken entry")
+
+
 def atari_status() -> dict[str, Any]:
     try:
         from dlcli.data.atari import atari_roms_status  # the play-dqn module knows the games
@@ -120,6 +147,7 @@ def atari_status() -> dict[str, Any]:
 
 def run(verify: bool = True) -> DoctorReport:
     cache_dir, writable = cache_status()
+    from dlcli.offline import offline_mode
     from dlcli.weights.store import bundled_dir, torch_home
 
     return DoctorReport(
@@ -131,7 +159,8 @@ def run(verify: bool = True) -> DoctorReport:
         cache_writable=writable,
         torch_home=str(torch_home()),
         bundled_dir=str(Path(bundled_dir())),
-        offline=os.environ.get("DL_OFFLINE", "") not in ("", "0"),
+        offline=offline_mode(),
         weights=weights_status(verify),
         atari=atari_status(),
+        problems=cache_problems(),
     )

@@ -18,12 +18,17 @@ class DLError(Exception):
     """Base of every error a user may see. `message` says what went wrong and what to do."""
 
     exit_code: int = 1
+    # True when each problem was already shown as its own `Error:` line (a batch's bad inputs):
+    # the CLI then prints `message` as a plain summary (or nothing when it is empty), never a
+    # second `Error:` line for the same input.
+    reported: bool = False
 
-    def __init__(self, message: str, *, exit_code: int | None = None) -> None:
+    def __init__(self, message: str, *, exit_code: int | None = None, reported: bool = False) -> None:
         super().__init__(message)
         self.message = message
         if exit_code is not None:
             self.exit_code = exit_code
+        self.reported = reported
 
 
 class InputError(DLError):

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import glob
 import io
+import os
+import stat
 import sys
 import urllib.error
 import urllib.request
@@ -15,12 +17,19 @@ from typing import Any, Iterable, Iterator, Sequence
 
 from PIL import Image, ImageDraw, ImageFile, ImageFont, ImageOps, UnidentifiedImageError
 
-from dlcli.atomic import atomic_output
+from dlcli.atomic import atomic_output, check_output_dir, check_writable
 from dlcli.errors import InputError, NetworkError
+from dlcli.offline import offline_mode
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"}
-# Larger than any photo a user means to classify, small enough that a crafted file cannot eat memory.
-MAX_PIXELS = 120_000_000
+# Limits on what a file controls (README "Limits"). A 48-megapixel phone photo fits; a crafted file
+# that says 60000x60000 in a few hundred bytes does not get decoded.
+MAX_PIXELS = 50_000_000
+# The long side over the short side. Every preset resizes by the short side (ImageNet's 256, a
+# detector's 800), so a 1x60000 strip would become 256x15,360,000: a memory bomb by dimension,
+# not by pixels. 50:1 is wider than any panorama a model can read.
+MAX_ASPECT = 50
+MAX_IMAGE_BYTES = 512 << 20
 MAX_DOWNLOAD_BYTES = 64 << 20
 _GLOB_CHARS = set("*?[")
 
@@ -45,7 +54,7 @@ def expand_inputs(specs: Sequence[str], *, offline: bool = False) -> list[str]:
         if spec == "-":
             out.append(spec)
         elif is_url(spec):
-            if offline:
+            if offline_mode(offline):
                 raise InputError(f"{spec}: URLs cannot be read in offline mode; download the image first")
             out.append(spec)
         elif Path(spec).expanduser().is_dir():
@@ -66,14 +75,45 @@ def expand_inputs(specs: Sequence[str], *, offline: bool = False) -> list[str]:
     return out
 
 
+def read_regular_file(path: Path, what: str, *, max_bytes: int) -> bytes:
+    """The bytes of a regular file of at most `max_bytes`. Devices (/dev/zero), FIFOs (a read that
+    would wait forever), sockets and folders are refused without being opened for reading."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise InputError(f"{what}: no such file") from None
+    except OSError as exc:
+        raise InputError(f"{what}: cannot be read ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise InputError(f"{what}: is a folder, not a file")
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(f"{what}: not a regular file (a device, pipe or socket); save it to a file first")
+    if st.st_size > max_bytes:
+        raise InputError(f"{what}: {st.st_size:,} bytes is over the limit of {max_bytes >> 20} MiB")
+    try:
+        # O_NONBLOCK: should the path have been swapped for a FIFO since the stat, open() must not hang.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise InputError(f"{what}: not a regular file (a device, pipe or socket); save it to a file first")
+            data = f.read(max_bytes + 1)
+    except OSError as exc:
+        raise InputError(f"{what}: cannot be read ({exc.strerror or exc})") from None
+    if len(data) > max_bytes:
+        raise InputError(f"{what}: larger than the limit of {max_bytes >> 20} MiB")
+    return data
+
+
 def _read_bytes(spec: str, *, offline: bool, stdin: io.BufferedIOBase | None = None) -> bytes:
     if spec == "-":
-        data = (stdin or sys.stdin.buffer).read()
+        data = (stdin or sys.stdin.buffer).read(MAX_IMAGE_BYTES + 1)
         if not data:
             raise InputError("-: nothing on standard input; pipe an image in (dl classify - < cat.jpg)")
+        if len(data) > MAX_IMAGE_BYTES:
+            raise InputError(f"-: more than {MAX_IMAGE_BYTES >> 20} MiB on standard input; pass a file")
         return data
     if is_url(spec):
-        if offline:
+        if offline_mode(offline):
             raise InputError(f"{spec}: URLs cannot be read in offline mode; download the image first")
         try:
             with urllib.request.urlopen(spec, timeout=30) as resp:
@@ -83,15 +123,7 @@ def _read_bytes(spec: str, *, offline: bool, stdin: io.BufferedIOBase | None = N
         if len(data) > MAX_DOWNLOAD_BYTES:
             raise InputError(f"{spec}: larger than {MAX_DOWNLOAD_BYTES >> 20} MiB; download it and pass the file")
         return data
-    path = Path(spec).expanduser()
-    if not path.exists():
-        raise InputError(f"{spec}: no such file")
-    if path.is_dir():
-        raise InputError(f"{spec}: is a folder, not an image")
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"{spec}: cannot be read ({exc.strerror or exc})") from None
+    return read_regular_file(Path(spec).expanduser(), spec, max_bytes=MAX_IMAGE_BYTES)
 
 
 def _to_8bit(img: Image.Image) -> Image.Image:
@@ -123,6 +155,20 @@ def normalize_mode(img: Image.Image, mode: str = "RGB") -> Image.Image:
     return img
 
 
+def check_size(size: tuple[int, int], source: str, *, max_pixels: int = MAX_PIXELS) -> None:
+    """Refuse, from the header alone, an image too large or too thin to process within bounded
+    memory (README "Limits")."""
+    w, h = size
+    if w < 1 or h < 1:
+        raise InputError(f"{source}: {w}x{h} pixels is an empty image")
+    if w * h > max_pixels:
+        raise InputError(f"{source}: {w}x{h} pixels is over the limit of {max_pixels:,} pixels (a decompression "
+                         "bomb?); resize it first")
+    if max(w, h) > MAX_ASPECT * min(w, h):
+        raise InputError(f"{source}: {w}x{h} pixels is more than {MAX_ASPECT} times longer than wide; crop it "
+                         "to the part to look at")
+
+
 def decode_image(data: bytes, source: str, *, mode: str = "RGB", max_pixels: int = MAX_PIXELS) -> Image.Image:
     """Bytes -> a fully decoded PIL image, EXIF orientation applied, converted to `mode`."""
     if not data:
@@ -131,12 +177,7 @@ def decode_image(data: bytes, source: str, *, mode: str = "RGB", max_pixels: int
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
-            w, h = img.size
-            if w * h > max_pixels:
-                raise InputError(
-                    f"{source}: {w}x{h} pixels is over the limit of {max_pixels:,} (a decompression bomb?); "
-                    "resize it first"
-                )
+            check_size(img.size, source, max_pixels=max_pixels)
             img.load()
     except InputError:
         raise
@@ -154,19 +195,19 @@ def decode_image(data: bytes, source: str, *, mode: str = "RGB", max_pixels: int
 
 
 def load_image(spec: str, *, mode: str = "RGB", offline: bool = False,
-               stdin: io.BufferedIOBase | None = None) -> Image.Image:
+               stdin: io.BufferedIOBase | None = None, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """One input (path, `-` or URL) -> a PIL image in `mode`. Errors are one-line InputErrors
     that name the input."""
-    return decode_image(_read_bytes(spec, offline=offline, stdin=stdin), spec, mode=mode)
+    return decode_image(_read_bytes(spec, offline=offline, stdin=stdin), spec, mode=mode, max_pixels=max_pixels)
 
 
 def iter_images(specs: Sequence[str], *, mode: str = "RGB", offline: bool = False,
-                strict: bool = True) -> Iterator[LoadedImage | InputError]:
+                strict: bool = True, max_pixels: int = MAX_PIXELS) -> Iterator[LoadedImage | InputError]:
     """Expand and load inputs in order. With strict=False a bad input yields its error (for the
     caller to report and skip) instead of raising."""
     for spec in expand_inputs(specs, offline=offline):
         try:
-            yield LoadedImage(spec, load_image(spec, mode=mode, offline=offline))
+            yield LoadedImage(spec, load_image(spec, mode=mode, offline=offline, max_pixels=max_pixels))
         except (InputError, NetworkError) as exc:
             if strict:
                 raise
@@ -175,13 +216,51 @@ def iter_images(specs: Sequence[str], *, mode: str = "RGB", offline: bool = Fals
 
 def output_name(source: str, suffix: str, index: int) -> str:
     """A file name for the output made from `source` (stdin and URLs get stable names)."""
+    return f"{_base_stem(source, index)}{suffix}"
+
+
+def _base_stem(source: str, index: int) -> str:
     if source == "-":
-        stem = "stdin"
-    elif is_url(source):
-        stem = Path(source.split("?", 1)[0].rstrip("/")).stem or f"url{index}"
-    else:
-        stem = Path(source).stem
-    return f"{stem}{suffix}"
+        return "stdin"
+    if is_url(source):
+        stem = Path(source.split("?", 1)[0].rstrip("/")).stem
+        return "".join(c if c.isalnum() or c in "-_." else "_" for c in stem) or f"url{index}"
+    return Path(source).stem or f"input{index}"
+
+
+def output_stems(sources: Sequence[str]) -> list[str]:
+    """One distinct output stem per input, in input order: `a/dog.jpg` and `b/dog.png` give `dog`
+    and `dog-2`, so the outputs of one run never overwrite each other. Compared case-insensitively
+    (macOS and Windows folders are), and a suffixed name never takes the plain stem of another
+    input."""
+    bases = [_base_stem(s, i) for i, s in enumerate(sources)]
+    plain = {b.casefold() for b in bases}
+    used: set[str] = set()
+    out: list[str] = []
+    for base in bases:
+        name, k = base, 1
+        while name.casefold() in used or (k > 1 and name.casefold() in plain):
+            k += 1
+            name = f"{base}-{k}"
+        used.add(name.casefold())
+        out.append(name)
+    return out
+
+
+def check_outputs(folder: Path, names: Iterable[str], *, force: bool, patterns: Iterable[str] = ()) -> Path:
+    """Before any work: `folder` can hold outputs, and none of `names` (nor any file matching one
+    of the glob `patterns`, already escaped by the caller) is there unless --force. The refusal
+    names the first clash."""
+    folder = check_output_dir(folder)
+    if folder.is_dir():
+        for name in names:
+            check_writable(folder / name, force)
+        if not force:
+            for pattern in patterns:
+                clash = next(iter(sorted(folder.glob(pattern))), None)
+                if clash is not None:
+                    raise InputError(f"{clash} already exists; pass --force to overwrite it or choose another folder")
+    return folder
 
 
 def save_image(img: Image.Image, path: str | Path, *, force: bool = False, **params: object) -> Path:

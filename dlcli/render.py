@@ -146,6 +146,8 @@ def render_doctor(report: Any) -> None:
     out.print(table("Weights", ["name", "task", "source", "state"],
                     [(w.name, w.task, w.source, w.state) for w in report.weights]))
     out.print(table("Atari", ["", ""], [(k, v) for k, v in report.atari.items()]))
+    if getattr(report, "problems", None):
+        out.print(table("Problems", ["refused as corrupt or unreadable"], [(p,) for p in report.problems]))
 
 
 def render_weights_list(specs: Any, states: dict[str, str], defaults: set[str]) -> None:

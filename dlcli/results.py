@@ -101,12 +101,15 @@ class DoctorReport(ResultMixin):
     offline: bool
     weights: list[WeightsStatus]
     atari: dict[str, Any]
+    # Records of the manifest or the user's import index refused as corrupt, and index files that
+    # cannot be read: doctor reports them instead of failing on them.
+    problems: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def healthy(self) -> bool:
         return self.cache_writable and all(d.matmul_ok for d in self.devices) and not any(
             w.state.startswith("error") for w in self.weights
-        )
+        ) and not self.problems
 
 
 # --- classify, summary, profile, transfer learning (issue 4) -----------------------------------

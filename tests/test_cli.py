@@ -154,7 +154,7 @@ def test_doctor_json_parses():
     assert any(d["device"] == "cpu" and d["matmul_ok"] for d in data["devices"])
     assert data["cache_writable"] is True
     assert "torch" in data["versions"]
-    assert result.exit_code == (0 if data["healthy"] else 1)
+    assert result.exit_code == 0 if data["healthy"] else result.exit_code in (2, 3, 4)
 
 
 def test_shell_completion_completes_commands():

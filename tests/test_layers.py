@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "dlcli"
 # must not import each other (tasks <-> training).
 RANK = {
     "errors": 0, "__init__": 0,
-    "atomic": 1, "progress": 1, "device": 1, "models": 1, "text": 1, "results": 1,
+    "atomic": 1, "offline": 1, "progress": 1, "device": 1, "models": 1, "text": 1, "results": 1,
     "media": 2, "domain": 2,
     "weights": 3,
     "data": 4,

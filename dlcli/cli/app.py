@@ -80,6 +80,8 @@ _COMMON_NAMES = {name for name, _, _ in _COMMON}
 
 
 def _merge(root: Optional[Options], given: dict[str, Any]) -> Options:
+    from dlcli.offline import offline_mode
+
     base = root or Options()
     values: dict[str, Any] = {}
     for f in fields(Options):
@@ -89,7 +91,23 @@ def _merge(root: Optional[Options], given: dict[str, Any]) -> Options:
             values[f.name] = bool(mine) or theirs  # a flag set anywhere counts
         else:
             values[f.name] = mine if mine is not None else theirs
+    # One offline switch: DL_OFFLINE=1 is --offline everywhere (URL inputs included), not only
+    # where the weights store happens to look at the environment.
+    values["offline"] = offline_mode(values["offline"])
     return Options(**values)
+
+
+# The seeds every generator accepts (torch.manual_seed's range; numpy gets seed mod 2**32).
+SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1
+
+
+def _checked(opts: Options) -> Options:
+    """Shared options whose type alone does not bound them, checked once for every command."""
+    from dlcli.errors import InputError
+
+    if opts.seed is not None and not SEED_MIN <= opts.seed <= SEED_MAX:
+        raise InputError(f"--seed must be between {SEED_MIN} and {SEED_MAX} (2^64 - 1), got {opts.seed}")
+    return opts
 
 
 def _root_options(ctx: typer.Context) -> Optional[Options]:
@@ -105,15 +123,43 @@ def report_error(message: str) -> None:
 
 def raise_for_failures(failed: int, succeeded: int, verb: str) -> None:
     """End a batch command that skipped unreadable inputs: exit 2 when nothing was `verb`ed, else
-    exit 7 (partial). The failures themselves were reported as they happened."""
+    exit 7 (partial). The failures themselves were reported as they happened (one `Error:` line
+    each), so the summary is a plain line, and a single bad input is not reported twice."""
     from dlcli.errors import InputError, PartialFailure
 
     if not failed:
         return
     total = failed + succeeded
     if not succeeded:
-        raise InputError(f"none of the {total} inputs could be {verb}")
-    raise PartialFailure(f"{failed} of {total} inputs failed and were skipped")
+        raise InputError(f"none of the {total} inputs could be {verb}" if total > 1 else "", reported=True)
+    raise PartialFailure(f"{failed} of {total} inputs failed and were skipped", reported=True)
+
+
+# OS errors that come from the user's paths and machine (a read-only folder, a file where a folder
+# is wanted, a full disk), not from a bug: exit 2 with the path, never "internal error".
+_USER_OSERRORS = {"EACCES", "EPERM", "EROFS", "ENOTDIR", "EISDIR", "EEXIST", "ENOENT", "ENOSPC", "EDQUOT",
+                  "ENAMETOOLONG", "ELOOP", "ETXTBSY", "EFBIG", "EMLINK", "EXDEV"}
+
+
+def _user_oserror(exc: BaseException) -> Optional[str]:
+    import errno
+
+    if not isinstance(exc, OSError) or exc.errno is None:
+        return None
+    if errno.errorcode.get(exc.errno) not in _USER_OSERRORS:
+        return None
+    where = exc.filename if exc.filename is not None else ""
+    what = exc.strerror or str(exc)
+    return f"{where}: {what}" if where else what
+
+
+def _out_of_memory(exc: BaseException) -> Optional[str]:
+    text = str(exc)
+    if isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and (
+            "can't allocate memory" in text or "out of memory" in text.lower())):
+        return ("not enough memory for this input or option (it is larger than this machine can hold); "
+                "use smaller images, --size or --batch-size")
+    return None
 
 
 def run_guarded(debug: bool, fn: Callable[[], Any]) -> Any:
@@ -129,7 +175,11 @@ def run_guarded(debug: bool, fn: Callable[[], Any]) -> Any:
     except DLError as exc:
         if debug:
             raise
-        report_error(exc.message)
+        if exc.reported:  # each problem already had its own Error: line
+            if exc.message:
+                sys.stderr.write(exc.message + "\n")
+        else:
+            report_error(exc.message)
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
         report_error("interrupted")
@@ -137,7 +187,16 @@ def run_guarded(debug: bool, fn: Callable[[], Any]) -> Any:
     except Exception as exc:  # a bug: say so in one line
         if debug:
             raise
-        first = str(exc).splitlines()[0] if str(exc) else ""
+        user = _user_oserror(exc)
+        if user is not None:
+            report_error(user)
+            raise typer.Exit(2) from None
+        oom = _out_of_memory(exc)
+        if oom is not None:
+            report_error(oom)
+            raise typer.Exit(4) from None
+        lines = str(exc).strip().splitlines()
+        first = lines[0] if lines else ""
         report_error(f"internal error: {type(exc).__name__}: {first} (rerun with --debug for the traceback, and report it)")
         raise typer.Exit(1) from None
 
@@ -184,7 +243,7 @@ def command(group: typer.Typer, name: Optional[str] = None, *, config: Optional[
                 values["train"] = config_options.collect(ctx, values)
             if run_folder is not None:
                 values["run"] = config_options.collect_run(values, run_folder)
-            return run_guarded(opts.debug, lambda: fn(opts=opts, **values))
+            return run_guarded(opts.debug, lambda: fn(opts=_checked(opts), **values))
 
         del wrapper.__wrapped__  # typer must read the new signature, not fn's
         wrapper.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]

@@ -5,7 +5,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from dlcli.errors import WeightsError
 from dlcli.weights.spec import WeightsSpec
+
+
+def nan_error(name: str, runtime: Any, what: str = "outputs") -> WeightsError:
+    """NaN or infinite outputs come from the weights (or a low precision they overflow in), not
+    from the input: exit 3, never `null` probabilities with exit 0."""
+    dtype = getattr(runtime, "dtype_name", "float32")
+    hint = "" if dtype == "float32" else " (or try --precision fp32)"
+    return WeightsError(f"{name} produces NaN or infinite {what} on {dtype}: the weights are broken; "
+                        f"re-import or retrain them{hint}")
 
 
 class PlacedModel:

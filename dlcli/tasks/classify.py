@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from dlcli.errors import InputError, WeightsError
 from dlcli.progress import NullReporter, Reporter
-from dlcli.tasks._placed import PlacedModel
+from dlcli.tasks._placed import PlacedModel, nan_error
 from dlcli.weights import registry
 from dlcli.weights.spec import Arch, PackageSource, WeightsSpec
 
@@ -166,7 +166,11 @@ class Classifier(PlacedModel):
         if hasattr(logits, "logits"):
             logits = logits.logits
         # Softmax in float32 whatever the compute dtype: low-precision softmax rounds the tail away.
-        return torch.softmax(logits.float(), dim=1).to("cpu")
+        probs = torch.softmax(logits.float(), dim=1).to("cpu")
+        if not bool(torch.isfinite(probs).all()):
+            # NaN/inf logits come from the weights (or a precision they overflow in), not the image.
+            raise nan_error(self.spec.name, self.runtime)
+        return probs
 
     def label(self, index: int) -> str:
         if self.labels is not None and 0 <= index < len(self.labels):
@@ -263,9 +267,10 @@ def classify(
             try:
                 tensor = clf.preprocess(item.image)
             except Exception as exc:  # a preset that cannot handle this image: that input fails, not the run
+                detail = exc.message if isinstance(exc, InputError) else f"preprocessing failed ({exc})"
                 if strict:
-                    raise InputError(f"{item.source}: preprocessing failed ({exc})") from None
-                failure = ClassifyFailure(index=index, source=item.source, error=f"preprocessing failed ({exc})")
+                    raise InputError(f"{item.source}: {detail}") from None
+                failure = ClassifyFailure(index=index, source=item.source, error=f"{item.source}: {detail}")
                 failures.append(failure)
                 if on_failure is not None:
                     on_failure(failure)

@@ -9,15 +9,16 @@ torch/torchvision are imported inside functions (the registry imports this modul
 
 from __future__ import annotations
 
+import glob
 import json
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from dlcli.errors import InputError, WeightsError
+from dlcli.errors import DLError, InputError, NetworkError, WeightsError
 from dlcli.progress import NullReporter, Reporter
 from dlcli.weights.presets import Preset, register_preset
-from dlcli.tasks._placed import PlacedModel
+from dlcli.tasks._placed import PlacedModel, nan_error
 from dlcli.weights import registry
 from dlcli.weights.spec import Arch, WeightsSpec
 
@@ -111,15 +112,40 @@ registry.register_arch(Arch(
 # --- loading ------------------------------------------------------------------------------------------
 
 
+# Detectors resize internally (torchvision: short side 800, long side at most 1333), but only after
+# normalising the full-size float tensor: a 48-megapixel photo would take ~2 GB before that. Larger
+# images are shrunk to this many pixels first and their boxes scaled back (README "Limits").
+MAX_WORK_PIXELS = 16_000_000
+
+
 class Detector(PlacedModel):
     """A loaded detector with its preprocessing and labels, placed by the device manager."""
 
     def forward(self, tensors: list[Any]) -> list[dict[str, Any]]:
         """Preprocessed images (any sizes) -> per image {boxes, labels, scores} on the CPU, float32."""
+        import torch
+
         images = [self.runtime.to(t) for t in tensors]
         with self.runtime.inference():
             outs = self.model(images)
-        return [{k: v.float().cpu() if v.is_floating_point() else v.cpu() for k, v in o.items()} for o in outs]
+        outs = [{k: v.float().cpu() if v.is_floating_point() else v.cpu() for k, v in o.items()} for o in outs]
+        for o in outs:
+            for key in ("boxes", "scores"):
+                if key in o and not bool(torch.isfinite(o[key]).all()):
+                    raise nan_error(self.spec.name, self.runtime, key)
+        return outs
+
+    def prepare(self, image: Any) -> tuple[Any, float]:
+        """(model input, factor from its pixels back to the image's): images over MAX_WORK_PIXELS
+        are shrunk first, so memory stays bounded whatever the photo."""
+        w, h = image.size
+        if w * h <= MAX_WORK_PIXELS:
+            return self.transform(image), 1.0
+        from PIL import Image
+
+        scale = (MAX_WORK_PIXELS / (w * h)) ** 0.5
+        small = image.resize((max(1, int(w * scale)), max(1, int(h * scale))), Image.Resampling.BILINEAR)
+        return self.transform(small), w / small.size[0]
 
 
 def load_detector(runtime: Any, *, model: str | None = None, weights_file: str | Path | None = None,
@@ -216,8 +242,13 @@ def detect(
                                     reporter=reporter)
     wanted = parse_classes(classes, det.labels)
     sources = media.expand_inputs(list(inputs), offline=offline)
-    out_path = Path(out_dir).expanduser() if out_dir else None
-    crops_path = Path(crops_dir).expanduser() if crops_dir else None
+    # One distinct stem per input (a/dog.jpg and b/dog.png), and every refusal (an existing file, a
+    # folder that is a file or read-only) before the first image is read or written.
+    stems = media.output_stems(sources)
+    out_path = media.check_outputs(Path(out_dir), [f"{st}_det.png" for st in stems], force=force) if out_dir else None
+    crops_path = (media.check_outputs(Path(crops_dir), [], force=force,
+                                      patterns=[f"{glob.escape(st)}_[0-9]*_*.png" for st in stems])
+                  if crops_dir else None)
     results: list[Any] = []
     failures: list[Any] = []
     guard = DomainGuard(det.spec, FOR_PHOTOS, reporter)
@@ -235,13 +266,41 @@ def detect(
                 continue
             yield index, item.source, item.image
 
+    def run_batch(batch: list[tuple[int, str, Any]]) -> list[tuple[tuple[int, str, Any], Any]]:
+        prepared = [det.prepare(img) for _, _, img in batch]
+        outs = det.forward([t for t, _ in prepared])
+        return [(item, (o, f)) for item, o, (_, f) in zip(batch, outs, prepared)]
+
+    def run_model(batch: list[tuple[int, str, Any]]) -> list[tuple[tuple[int, str, Any], Any]]:
+        """The batch's outputs; when the batch fails, each image alone, so that one image the model
+        cannot take fails by itself (exit 7) and the others still get their boxes."""
+        try:
+            return run_batch(batch)
+        except DLError:
+            raise
+        except Exception:
+            pass
+        done = []
+        for item in batch:
+            try:
+                done += run_batch([item])
+            except DLError:
+                raise
+            except Exception as exc:
+                lines = str(exc).strip().splitlines()
+                message = f"{item[1]}: detection failed ({lines[0] if lines else type(exc).__name__})"
+                if strict:
+                    raise InputError(message) from None
+                fail(item[0], item[1], message)
+        return done
+
     def finish(batch: list[tuple[int, str, Any]]) -> None:
-        outs = det.forward([det.transform(img) for _, _, img in batch])
-        for (index, source, img), o in zip(batch, outs):
+        for (index, source, img), (o, factor) in run_model(batch):
             found = []
             for box, lab, score in zip(o["boxes"].tolist(), o["labels"].tolist(), o["scores"].tolist()):
                 if score < threshold or (wanted is not None and int(lab) not in wanted):
                     continue
+                box = [v * factor for v in box]
                 w, h = img.size
                 box = (min(max(box[0], 0.0), w), min(max(box[1], 0.0), h), min(max(box[2], 0.0), w),
                        min(max(box[3], 0.0), h))
@@ -252,14 +311,14 @@ def detect(
             files: dict[str, Any] = {}
             if out_path is not None:
                 files["annotated"] = str(media.save_image(
-                    annotate(img, found), out_path / media.output_name(source, "_det.png", index), force=force))
+                    annotate(img, found), out_path / f"{stems[index]}_det.png", force=force))
             if crops_path is not None:
                 crops = []
                 for n, d in enumerate(found):
                     x0, y0, x1, y1 = (int(round(v)) for v in d.box)
                     if x1 <= x0 or y1 <= y0:
                         continue
-                    name = media.output_name(source, f"_{n}_{_safe(d.label)}.png", index)
+                    name = f"{stems[index]}_{n}_{_safe(d.label)}.png"
                     crops.append(str(media.save_image(img.crop((x0, y0, x1, y1)), crops_path / name, force=force)))
                 files["crops"] = crops
             results.append(DetectItem(index=index, source=source, width=img.size[0], height=img.size[1],

@@ -22,6 +22,7 @@ from dlcli.weights.spec import Arch, WeightsSpec
 DIGIT_LABELS = [str(d) for d in range(10)]
 FIT = 20  # MNIST fits each digit into a 20x20 box ...
 SIZE = 28  # ... and centres its centre of mass in a 28x28 image.
+_SHRINK_ABOVE = 4_000_000  # pixels
 
 
 # --- the architecture -------------------------------------------------------------------------
@@ -63,6 +64,11 @@ def mnist_style(img: Any, *, invert: str = "auto") -> Any:
             # Composite on a background of the opposite shade so the strokes stand out.
             bg = 0.0 if light_strokes else 255.0
             img = Image.fromarray((gray * alpha / 255 + bg * (1 - alpha / 255)).astype(np.uint8), mode="L")
+    if img.width * img.height > _SHRINK_ABOVE:
+        # A 48-megapixel photo of one digit: the result is 20x20, so work on a copy of at most
+        # 2048 px a side; the float arrays below would otherwise take gigabytes.
+        img = img.copy()
+        img.thumbnail((2048, 2048), Image.Resampling.LANCZOS)
     a = np.asarray(img.convert("L"), dtype=np.float32)
     if a.size == 0:
         raise InputError("empty image")
@@ -121,6 +127,8 @@ def _mnist_preset(spec: WeightsSpec, args: dict[str, Any]) -> Callable[[Any], An
 register_preset(Preset(
     "mnist", _mnist_preset, "L",
     "MNIST-style digits: grayscale, invert a light background, crop to the ink, fit 20x20, centre of mass in 28x28",
+    # The digit finder refuses a blank picture, so its shape is stated, not measured.
+    shape=lambda spec, args: (1, SIZE, SIZE),
 ))
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from dlcli.errors import InputError
+from dlcli.tasks._placed import nan_error
 from dlcli.progress import NullReporter, Reporter
 from dlcli.weights.presets import Preset, register_preset
 from dlcli.weights import registry
@@ -110,6 +111,8 @@ def render_images(g: Any, z: Any, runtime: Any, batch: int = 256) -> list[Any]:
     with runtime.inference():
         for i in range(0, z.shape[0], batch):
             imgs = g(runtime.to(z[i:i + batch])).float().cpu()
+            if not bool(torch.isfinite(imgs).all()):
+                raise nan_error("the generator", runtime, "pixels")
             out += tensors_to_pil(torch.as_tensor(imgs))
     return out
 
@@ -135,6 +138,8 @@ def generate(*, runtime: Any, model: str | None = None, weights_file: str | Path
     if interpolate is None:
         if not 1 <= n <= MAX_SAMPLES:
             raise InputError(f"--n must be between 1 and {MAX_SAMPLES}, got {n}")
+        if ncols is not None and not 1 <= ncols <= MAX_SAMPLES:
+            raise InputError(f"--ncols must be between 1 and {MAX_SAMPLES}, got {ncols}")
         if out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp", ".bmp"):
             raise InputError(f"--out {out}: use an image file name (.png, .jpg)")
         check_writable(out, force)
@@ -144,6 +149,8 @@ def generate(*, runtime: Any, model: str | None = None, weights_file: str | Path
             raise InputError(f"--interpolate needs between 2 and {MAX_WALK_POINTS} points, got {interpolate}")
         if not 1 <= frames <= 120:
             raise InputError(f"--frames must be between 1 and 120, got {frames}")
+        if ncols is not None:
+            raise InputError("--ncols shapes the grid; a walk (--interpolate) has one row per leg, so leave it out")
         targets = [out.with_suffix(".gif"), out.with_suffix(".png")]
         for t in targets:
             check_writable(t, force)
@@ -158,7 +165,7 @@ def generate(*, runtime: Any, model: str | None = None, weights_file: str | Path
 
     if interpolate is None:
         images = render_images(g, latents(n, latent_dim, seed), runtime)
-        cols = ncols or math.ceil(math.sqrt(n))
+        cols = min(ncols or math.ceil(math.sqrt(n)), n)  # more columns than samples would only add margin
         save_image(make_grid(images, cols, pad=2, scale=scale), out, force=force)
         files = [out]
     else:

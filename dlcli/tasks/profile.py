@@ -138,7 +138,7 @@ def profile(model: str, runtime: Any, *, batch_size: int = 1, input_size: int | 
 
     if batch_size < 1:
         raise InputError(f"--batch-size must be at least 1 (got {batch_size})")
-    net, shape, spec = random_model(model, input_size=input_size)
+    net, shape, spec = random_model(model, input_size=input_size, batch_size=batch_size)
     net = runtime.place(net, channels_last=runtime.device.type == "cuda").eval()
     return profile_module(net, runtime, shape, batch_size=batch_size, warmup=warmup, repeats=repeats, name=model,
                           weights=f"{spec.name if spec else model} (random init)")

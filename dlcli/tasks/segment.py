@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from dlcli.errors import InputError, WeightsError
+from dlcli.errors import DLError, InputError, WeightsError
 from dlcli.progress import NullReporter, Reporter
-from dlcli.tasks._placed import PlacedModel
+from dlcli.tasks._placed import PlacedModel, nan_error
 from dlcli.weights import registry
 from dlcli.weights.spec import Arch
 
@@ -74,6 +74,42 @@ registry.register_arch(Arch(
 ))
 
 
+# The model sees at most this many pixels (larger inputs are shrunk for the forward pass; the mask
+# is still made at the input's own size, from logits upsampled a band of rows at a time), so a
+# large photo costs memory in proportion to its pixels, not to pixels x classes (README "Limits").
+MAX_WORK_PIXELS = 1_000_000
+_BAND_VALUES = 8_000_000  # logits upsampled per band: classes x rows x width, float32
+
+
+def upsample_argmax(logits: Any, height: int, width: int) -> Any:
+    """argmax over classes of `logits` (1, C, h, w) bilinearly upsampled to (height, width)
+    (align_corners=False, as F.interpolate), computed a band of output rows at a time: the
+    full-size float logits (C x H x W x 4 bytes, 5 GB for 21 classes at 8000x8000) never exist.
+    Returns a uint8 (or int32 beyond 256 classes) (height, width) CPU tensor."""
+    import torch
+    import torch.nn.functional as F
+
+    c, h, w = (int(v) for v in logits.shape[1:])
+    dtype = torch.uint8 if c <= 256 else torch.int32
+    out = torch.empty((height, width), dtype=dtype)
+    if (h, w) == (height, width):
+        return logits[0].argmax(0).to(dtype).cpu()
+    rows = max(1, _BAND_VALUES // max(1, c * width))
+    scale = h / height
+    for y0 in range(0, height, rows):
+        y1 = min(height, y0 + rows)
+        # Source rows of each output row, as PyTorch's bilinear kernel computes them.
+        src = ((torch.arange(y0, y1, dtype=torch.float64) + 0.5) * scale - 0.5).clamp_min(0.0)
+        lo = src.floor().long().clamp(max=h - 1)
+        hi = (lo + 1).clamp(max=h - 1)
+        frac = (src - lo.double()).float().to(logits.device).view(1, 1, -1, 1)
+        band = logits[:, :, lo.to(logits.device)] * (1 - frac) + logits[:, :, hi.to(logits.device)] * frac
+        # The rows are in place; interpolate along the width only (height unchanged is exact).
+        band = F.interpolate(band, size=(y1 - y0, width), mode="bilinear", align_corners=False)
+        out[y0:y1] = band[0].argmax(0).to(dtype).cpu()
+    return out
+
+
 class Segmenter(PlacedModel):
     """A loaded segmentation model with its preprocessing and labels, placed by the device manager."""
 
@@ -82,19 +118,26 @@ class Segmenter(PlacedModel):
         return len(self.labels) if self.labels is not None else None
 
     def predict(self, image: Any) -> Any:
-        """PIL image -> class-index mask (H, W) int64 at the image's own size (CPU tensor)."""
+        """PIL image -> class-index mask (H, W) at the image's own size (uint8 CPU tensor; int32
+        beyond 256 classes)."""
+        import torch
         import torch.nn.functional as F
 
         from dlcli.evaluation.segmentation import logits_of
 
-        x = self.runtime.to(self.transform(image).unsqueeze(0))
+        x = self.transform(image).unsqueeze(0)
+        th, tw = (int(v) for v in x.shape[-2:])
+        if th * tw > MAX_WORK_PIXELS:
+            scale = (MAX_WORK_PIXELS / (th * tw)) ** 0.5
+            x = F.interpolate(x, size=(max(1, int(th * scale)), max(1, int(tw * scale))), mode="bilinear",
+                              align_corners=False, antialias=True)
+        x = self.runtime.to(x)
         with self.runtime.inference():
-            logits = logits_of(self.model(x))
+            logits = logits_of(self.model(x)).float()
+        if not bool(torch.isfinite(logits).all()):
+            raise nan_error(self.spec.name, self.runtime)
         w, h = image.size
-        logits = logits.float()
-        if tuple(logits.shape[-2:]) != (h, w):
-            logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
-        return logits.argmax(1)[0].cpu()
+        return upsample_argmax(logits, h, w)
 
 
 def load_segmenter(runtime: Any, *, model: str | None = None, weights_file: str | Path | None = None,
@@ -129,15 +172,15 @@ def color_mask(mask: Any, n: int) -> Any:
 
 
 def overlay(image: Any, mask: Any, n: int, opacity: float) -> Any:
-    """The image with non-background pixels tinted by their class colour at `opacity`."""
+    """The image with non-background pixels tinted by their class colour at `opacity` (8-bit PIL
+    operations: a few bytes per pixel, where float arrays took 40)."""
     import numpy as np
     from PIL import Image
 
-    base = np.asarray(image.convert("RGB"), dtype=np.float32)
-    colors = np.asarray(color_mask(mask, n), dtype=np.float32)
-    fg = (np.asarray(mask) > 0)[..., None]
-    out = np.where(fg, base * (1 - opacity) + colors * opacity, base)
-    return Image.fromarray(np.clip(out + 0.5, 0, 255).astype(np.uint8))
+    base = image.convert("RGB")
+    tinted = Image.blend(base, color_mask(mask, n), opacity)
+    fg = Image.fromarray(((np.asarray(mask) > 0).astype(np.uint8) * 255), mode="L")
+    return Image.composite(tinted, base, fg)
 
 
 def segment(
@@ -170,7 +213,11 @@ def segment(
     seg = segmenter or load_segmenter(runtime, model=model, weights_file=weights_file, offline=offline,
                                       reporter=reporter)
     sources = media.expand_inputs(list(inputs), offline=offline)
-    out_path = Path(out_dir).expanduser() if out_dir else None
+    # One distinct stem per input, and every refusal before the first image is read or written.
+    stems = media.output_stems(sources)
+    out_path = (media.check_outputs(Path(out_dir), [f"{st}_{kind}.png" for st in stems
+                                                    for kind in ("mask", "color", "overlay")], force=force)
+                if out_dir else None)
     results: list[Any] = []
     failures: list[Any] = []
     n_classes = seg.num_classes or 256
@@ -186,22 +233,34 @@ def segment(
                     on_failure(failure)
                 reporter.advance(1)
                 continue
-            mask = seg.predict(item.image).numpy()
+            try:
+                mask = seg.predict(item.image).numpy()
+            except DLError:
+                raise
+            except Exception as exc:  # an image this model cannot take fails alone (exit 7)
+                lines = str(exc).strip().splitlines()
+                message = f"{item.source}: segmentation failed ({lines[0] if lines else type(exc).__name__})"
+                if strict:
+                    raise InputError(message) from None
+                failure = DetectFailure(index=index, source=item.source, error=message)
+                failures.append(failure)
+                if on_failure is not None:
+                    on_failure(failure)
+                reporter.advance(1)
+                continue
             counts = np.bincount(mask.reshape(-1), minlength=1)
             total = int(mask.size)
             present = sorted(((int(c), int(k)) for k, c in enumerate(counts) if c > 0), reverse=True)
             classes = tuple(SegmentClass(label=seg.label(k), label_id=k, pixels=c, share=c / total) for c, k in present)
             files: dict[str, Any] = {}
             if out_path is not None:
-                m8 = Image.fromarray(mask.astype(np.uint8))  # uint8 2-D -> mode L
-                files["mask"] = str(media.save_image(m8, out_path / media.output_name(item.source, "_mask.png", index),
-                                                     force=force))
-                files["color"] = str(media.save_image(color_mask(mask, n_classes),
-                                                      out_path / media.output_name(item.source, "_color.png", index),
+                m8 = Image.fromarray(mask.astype(np.uint8, copy=False))  # uint8 2-D -> mode L
+                stem = stems[index]
+                files["mask"] = str(media.save_image(m8, out_path / f"{stem}_mask.png", force=force))
+                files["color"] = str(media.save_image(color_mask(mask, n_classes), out_path / f"{stem}_color.png",
                                                       force=force))
                 files["overlay"] = str(media.save_image(overlay(item.image, mask, n_classes, opacity),
-                                                        out_path / media.output_name(item.source, "_overlay.png", index),
-                                                        force=force))
+                                                        out_path / f"{stem}_overlay.png", force=force))
             results.append(SegmentItem(index=index, source=item.source, width=item.image.size[0],
                                        height=item.image.size[1], classes=classes, files=files,
                                        warning=guard.warning(item.image)))

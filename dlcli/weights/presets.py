@@ -19,6 +19,9 @@ class Preset:
     factory: Callable[[WeightsSpec, dict[str, Any]], Callable[[Any], Any]]
     mode: str = "RGB"
     description: str = ""
+    # (spec, args) -> the (C, H, W) the preset makes, for presets that look at the picture (the
+    # digit finder refuses a blank one) and so cannot be measured on a blank image.
+    shape: Callable[[WeightsSpec, dict[str, Any]], tuple[int, ...]] | None = None
 
 
 _presets: dict[str, Preset] = {}
@@ -185,10 +188,14 @@ def to_display(spec: WeightsSpec, tensor: Any) -> Any:
 
 
 def input_shape_for(spec: Any) -> tuple[int, ...]:
-    """(C, H, W) the entry's preprocessing produces, found by running it on a blank picture, so
-    every preset (ImageNet 224, Caffe 227, MNIST 28x28 grey…) gives the right shape."""
+    """(C, H, W) the entry's preprocessing produces: the preset's own `shape` where it has one
+    (content-dependent presets such as the digit finder), else found by running it on a blank
+    picture, so every preset (ImageNet 224, Caffe 227, MNIST 28x28 grey…) gives the right shape."""
     from PIL import Image
 
+    preset = get_preset(spec.preprocess)
+    if preset.shape is not None:
+        return tuple(int(d) for d in preset.shape(spec, dict(spec.preprocess_args)))
     transform, mode = transform_for(spec)
     blank = Image.new(mode, (320, 320), 255 if mode == "L" else (255, 255, 255))
     return tuple(int(d) for d in transform(blank).shape)

@@ -17,7 +17,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from dlcli.atomic import atomic_target
+from dlcli.atomic import atomic_target, file_lock
+from dlcli.offline import offline_mode as _offline_mode
 from dlcli.errors import NetworkError, WeightsError
 from dlcli.progress import NullReporter, Reporter
 from dlcli.weights.spec import (
@@ -63,8 +64,8 @@ def bundled_dir() -> Path:
     return inside if inside.is_dir() else pkg.parent / "weights"
 
 
-def offline_mode(flag: bool = False) -> bool:
-    return flag or os.environ.get("DL_OFFLINE", "").strip().lower() in ("1", "true", "yes")
+# The one offline switch lives in dlcli.offline; re-exported here for the callers that know it here.
+offline_mode = _offline_mode
 
 
 # --- hashing and atomic files -----------------------------------------------------------------
@@ -85,13 +86,27 @@ def _hash_index_path() -> Path:
     return dl_home() / "hashes.json"
 
 
+MAX_INDEX_BYTES = 64 << 20
+
+
 def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    """One of our JSON index files, which must hold an object. A missing file is empty; a broken
+    one (not JSON, not an object, not a regular file) is a WeightsError that says what to do."""
+    if not path.exists() and not path.is_symlink():
         return {}
-    except (OSError, ValueError) as exc:
-        raise WeightsError(f"cannot read {path}: {exc}; delete it and retry") from None
+    from dlcli.errors import InputError
+    from dlcli.media import read_regular_file
+
+    try:
+        data = json.loads(read_regular_file(path, str(path), max_bytes=MAX_INDEX_BYTES).decode("utf-8"))
+    except InputError as exc:
+        raise WeightsError(f"cannot read {exc.message}; delete it and retry") from None
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+        raise WeightsError(f"cannot read {path}: not valid JSON ({exc}); delete it and retry") from None
+    if not isinstance(data, dict):
+        raise WeightsError(f"cannot read {path}: it holds a JSON {type(data).__name__}, not an object; "
+                           "delete it and retry")
+    return data
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
@@ -133,21 +148,37 @@ def expected_sha256(spec: WeightsSpec) -> str | None:
     src = spec.source
     if isinstance(src, (BundledSource, UrlSource, PackageSource, ImportedSource)):
         return src.sha256
-    return _read_json(_hash_index_path()).get(spec.name)
+    digest = _read_json(_hash_index_path()).get(spec.name)
+    if digest is not None and (not isinstance(digest, str) or re.fullmatch(r"[0-9a-f]{64}", digest) is None):
+        raise WeightsError(f"{_hash_index_path()} holds {digest!r} for {spec.name!r}, not a SHA-256; delete the "
+                           "file and retry (the hashes are recorded again)")
+    return digest
+
+
+def inside(folder: Path, name: str, what: str) -> Path:
+    """folder/name, refused unless it resolves to a file directly inside `folder` (a name from a
+    manifest or index must never lead elsewhere, through `..`, an absolute path or a link)."""
+    if not name or "/" in name or "\\" in name or name in (".", ".."):
+        raise WeightsError(f"{what}: file name {name!r} is not a plain name inside {folder}; the entry is corrupt")
+    path = folder / name
+    if path.resolve().parent != folder.resolve():
+        raise WeightsError(f"{what}: {path} leads outside {folder}; the entry is corrupt")
+    return path
 
 
 def local_path(spec: WeightsSpec) -> Path:
     """Where this entry's file is (or would be, once fetched)."""
     src = spec.source
     if isinstance(src, BundledSource):
-        return bundled_dir() / src.filename
+        return inside(bundled_dir(), src.filename, spec.name)
     if isinstance(src, UrlSource):
-        return dl_home() / "weights" / spec.name / src.filename
+        return inside(dl_home() / "weights" / inside(dl_home() / "weights", spec.name, spec.name).name,
+                      src.filename, spec.name)
     if isinstance(src, TorchvisionSource):
         url = torchvision_weights(src).url
         return torch_home() / "hub" / "checkpoints" / Path(urllib.parse.urlparse(url).path).name
     if isinstance(src, ImportedSource):
-        return dl_home() / "imported" / src.filename
+        return inside(imported_dir(), src.filename, spec.name)
     if isinstance(src, PackageSource):
         import importlib.util
 
@@ -243,9 +274,10 @@ def fetch(spec: WeightsSpec, *, offline: bool = False, reporter: Reporter | None
 
 
 def record_hash(name: str, digest: str) -> None:
-    index = _read_json(_hash_index_path())
-    index[name] = digest
-    _write_json(_hash_index_path(), index)
+    with index_lock():
+        index = _read_json(_hash_index_path())
+        index[name] = digest
+        _write_json(_hash_index_path(), index)
 
 
 def verify_file(spec: WeightsSpec, path: Path, *, remove_bad: bool = True) -> str:
@@ -282,11 +314,47 @@ def is_present(spec: WeightsSpec) -> bool:
 # --- reading tensors safely --------------------------------------------------------------------
 
 
+def _refusal_detail(exc: BaseException) -> str:
+    """What torch's weights_only unpickler refused, without its advice to retry with
+    weights_only=False (we never load pickles that way, and never suggest it)."""
+    text = str(exc)
+    m = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\n\n|$)", text, re.S)
+    body = (m.group(1) if m else text).strip()
+    detail = body.splitlines()[0] if body else ""
+    detail = detail.split(" was not an allowed global")[0].split(" Please use")[0]
+    if "weights_only" in detail or not detail:
+        detail = type(exc).__name__
+    return detail[:160]
+
+
+def read_metadata(raw: str | None, path: Path) -> dict[str, Any]:
+    """Our JSON metadata of a safetensors file: an object, or a WeightsError saying what is wrong."""
+    if not raw:
+        return {}
+    try:
+        meta = json.loads(raw)
+    except ValueError as exc:
+        raise WeightsError(f"{path}: its dlcli metadata is not valid JSON ({exc}); the file is corrupt") from None
+    if not isinstance(meta, dict):
+        raise WeightsError(f"{path}: its dlcli metadata is a JSON {type(meta).__name__}, not an object; "
+                           "the file is corrupt")
+    return meta
+
+
 def read_state_dict(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """(state_dict, our metadata) from a .safetensors file or a torch file loaded with
-    weights_only=True. Anything else is refused."""
+    weights_only=True. Anything else is refused, with a message that never suggests a less safe
+    way of loading."""
+    import warnings
+
     import torch
 
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise WeightsError(f"{path} cannot be read ({exc.strerror or exc})") from None
+    if size == 0:
+        raise WeightsError(f"{path} is empty (0 bytes): not a weights file; it was cut short, copy it again")
     if path.suffix == ".safetensors":
         from safetensors import safe_open
 
@@ -297,19 +365,23 @@ def read_state_dict(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
                 for key in f.keys():
                     tensors[key] = f.get_tensor(key)
         except Exception as exc:  # safetensors raises its own error types
-            raise WeightsError(f"{path} is not a valid safetensors file ({exc})") from None
-        meta = json.loads(meta_raw) if meta_raw else {}
-        return tensors, meta
+            lines = str(exc).strip().splitlines()
+            raise WeightsError(f"{path} is not a valid safetensors file ({lines[0] if lines else type(exc).__name__})") from None
+        return tensors, read_metadata(meta_raw, path)
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # torch warns about pickle protocols and suggests weights_only=False: not for our users.
+            warnings.simplefilter("ignore")
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:
         raise WeightsError(
-            f"{path} cannot be loaded safely (weights_only=True refused it: {str(exc).splitlines()[0]}); "
-            "only plain state dicts of tensors are accepted"
+            f"{path} cannot be loaded safely ({_refusal_detail(exc)}): only a state dict of tensors (.pth, .pt) or "
+            "a .safetensors file is accepted, never a pickle that needs code to load"
         ) from None
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+    if not isinstance(obj, dict) or not obj or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                                        for k, v in obj.items()):
         raise WeightsError(f"{path} does not hold a state dict (a mapping of names to tensors)")
     return obj, {}
 
@@ -335,42 +407,68 @@ def save_weights_file(path: Path, state_dict: dict[str, Any], meta: dict[str, An
 # --- imports -----------------------------------------------------------------------------------
 
 
-def _imported_dir() -> Path:
+def imported_dir() -> Path:
     return dl_home() / "imported"
 
 
-def imported_index() -> dict[str, dict[str, Any]]:
-    return _read_json(_imported_dir() / "index.json")
+_imported_dir = imported_dir
+
+
+def index_lock() -> Any:
+    """The lock held around every read-modify-write of $DL_HOME's index files: two `dl weights
+    import` runs of one name take turns, so the second sees the first's record."""
+    return file_lock(dl_home() / ".index.lock")
+
+
+def imported_index() -> dict[str, Any]:
+    """The user's import index as stored (records are checked by the registry, which refuses
+    corrupt ones)."""
+    return _read_json(imported_dir() / "index.json")
 
 
 def add_import_record(record: dict[str, Any]) -> None:
+    """Add or replace a record (the caller holds index_lock())."""
     index = imported_index()
     index[record["name"]] = record
-    _write_json(_imported_dir() / "index.json", index)
+    _write_json(imported_dir() / "index.json", index)
 
 
-def remove_import_record(name: str) -> bool:
-    index = imported_index()
-    rec = index.pop(name, None)
-    if rec is None:
-        return False
-    (_imported_dir() / rec["file"]).unlink(missing_ok=True)
-    _write_json(_imported_dir() / "index.json", index)
-    return True
+def remove_import_record(name: str) -> tuple[bool, list[Path], list[str]]:
+    """Drop `name` from the import index: (found, files removed, notes). Only a file directly
+    inside $DL_HOME/imported is deleted (a link there is removed, never what it points to); a
+    record whose `file` leads elsewhere is dropped and its target left alone."""
+    with index_lock():
+        index = imported_index()
+        if name not in index:
+            return False, [], []
+        rec = index.pop(name)
+        removed: list[Path] = []
+        notes: list[str] = []
+        file = rec.get("file") if isinstance(rec, dict) else None
+        folder = imported_dir()
+        shared = {r.get("file") for r in index.values() if isinstance(r, dict)}
+        if isinstance(file, str) and file and "/" not in file and "\\" not in file and file not in (".", ".."):
+            path = folder / file
+            if file in shared:  # a (corrupt) record pointing at another entry's file: keep that file
+                notes.append(f"kept {path}: another entry uses it")
+            elif path.is_symlink() or path.is_file():
+                path.unlink()
+                removed.append(path)
+        elif file is not None:
+            notes.append(f"left {file!r} alone: the record pointed outside {folder}")
+        _write_json(imported_dir() / "index.json", index)
+    return True, removed, notes
 
 
 def imported_file(name: str) -> Path:
-    return _imported_dir() / f"{name}.safetensors"
+    return inside(imported_dir(), f"{name}.safetensors", name)
 
 
 def remove_cached(spec: WeightsSpec) -> list[Path]:
     """Delete what the cache holds for an entry (downloads and imports; never bundled files)."""
     removed: list[Path] = []
     if isinstance(spec.source, ImportedSource):
-        path = local_path(spec)
-        if remove_import_record(spec.name):
-            removed.append(path)
-        return removed
+        return remove_import_record(spec.name)[1]
     if isinstance(spec.source, (UrlSource, TorchvisionSource)):
         path = local_path(spec)
         if path.is_file():

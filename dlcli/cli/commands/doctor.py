@@ -23,4 +23,4 @@ def register(app: typer.Typer) -> None:
         else:
             render.render_doctor(report)
         if not report.healthy:
-            raise typer.Exit(1)
+            raise doc.problems_error(report)

@@ -52,6 +52,8 @@ def register(app: typer.Typer) -> None:
             if opts.device not in ("auto", "cuda", "gpu") and not opts.device.startswith("cuda"):
                 raise InputError(f"--gpu conflicts with --device {opts.device}")
             opts = dataclasses.replace(opts, device=opts.device if opts.device.startswith("cuda") else "cuda")
+        if weights and weights_file:
+            raise InputError("give either --weights NAME or --weights-file FILE, not both")
         if (weights or weights_file) and not evaluate:
             raise InputError("--weights/--weights-file go with --evaluate (training always starts from scratch or --resume)")
 

@@ -17,24 +17,9 @@ def _labels(value: Optional[str]) -> Optional[list[str]]:
     """--labels: a text file (one label a line), `imagenet`, or the name of an entry to copy from."""
     if value is None:
         return None
-    from dlcli.errors import InputError
+    from dlcli.weights import loader
 
-    path = Path(value).expanduser()
-    if path.is_file():
-        labels = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        if not labels:
-            raise InputError(f"--labels {value}: the file holds no labels (one per line)")
-        return labels
-    if value == "imagenet":
-        from torchvision.models._meta import _IMAGENET_CATEGORIES
-
-        return list(_IMAGENET_CATEGORIES)
-    from dlcli.weights import loader, registry
-
-    labels = loader.labels_for(registry.get(value))
-    if labels is None:
-        raise InputError(f"--labels {value}: that entry has no labels; give a text file with one label per line")
-    return labels
+    return loader.read_labels(value)
 
 
 def _states(specs: list) -> dict[str, str]:
@@ -166,17 +151,15 @@ def register(app: typer.Typer) -> None:
     def rm(name: str = typer.Argument(..., help="Weights name."), *, opts: Options) -> None:
         """Remove a downloaded or imported entry's file from the cache (bundled files stay)."""
         from dlcli import render
-        from dlcli.errors import InputError
-        from dlcli.weights import registry, store
+        from dlcli.weights import loader
 
-        spec = registry.get(name)
-        if spec.source.kind in ("bundled", "package"):
-            raise InputError(f"{name!r} ships with dlcli or a pip package; there is nothing to remove from the cache")
-        removed = store.remove_cached(spec)
-        registry.reload_imported()
+        removed, notes = loader.remove_weights(name)
+        for note in notes:
+            opts.reporter().message(note)
         if opts.json:
             render.emit_json({"name": name, "removed": [str(p) for p in removed]})
         elif not opts.quiet:
-            typer.echo(f"removed {', '.join(map(str, removed))}" if removed else f"{name}: nothing cached")
+            typer.echo(f"removed {', '.join(map(str, removed))}" if removed
+                       else f"{name}: nothing cached" if not notes else f"{name}: removed from the index")
 
     app.add_typer(weights_app)
