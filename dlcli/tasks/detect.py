@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from dlcli.errors import DLError, InputError, NetworkError, WeightsError
+from dlcli.errors import DLError, InputError, WeightsError
 from dlcli.progress import NullReporter, Reporter
 from dlcli.weights.presets import Preset, register_preset
 from dlcli.tasks._placed import PlacedModel, nan_error
