@@ -284,7 +284,9 @@ def reload_imported() -> None:
         index = str(imported_dir() / "index.json")
         for name in [n for n, (where, _) in _corrupt.items() if where == index]:
             del _corrupt[name]
-        _problems[:] = [p for p in _problems if not p.startswith(index)]
+        # Any index's old complaints go: only one cache is in use at a time ($DL_HOME may change
+        # within one process, as in the tests), and this one is read again just below.
+        _problems[:] = [p for p in _problems if not p.split(": ", 1)[0].endswith("index.json")]
         for spec in _imported_entries():
             register(spec, replace=True)
 
