@@ -202,8 +202,11 @@ def test_resume_after_interrupt_gives_the_same_weights(tmp_path: Path) -> None:
     a, b = whole.model.state_dict(), resumed.model.state_dict()  # type: ignore[union-attr]
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert [e.test_errors for e in whole.epochs] == [e.test_errors for e in resumed.epochs]
-    lines = (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()
-    assert len(lines) == 2  # one per epoch, nothing repeated by the resume
+    rows = [json.loads(line) for line in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
+    # One train and one test row per epoch, nothing repeated by the resume; the shared schema.
+    assert [(r["split"], r["epoch"]) for r in rows] == [("train", 1), ("test", 1), ("train", 2), ("test", 2)]
+    assert [r["errors"] for r in rows if r["split"] == "test"] == [e.test_errors for e in whole.epochs]
+    assert json.loads((tmp_path / "cut" / "run.json").read_text())["state"] == "finished"
     with pytest.raises(InputError, match="different options"):
         train_member(_cfg(lr=1e-2), d, rt, member_seed=5, out_dir=tmp_path / "cut", resume=True)
 
@@ -266,7 +269,7 @@ def test_ddp_two_cpu_processes_end_identical(tmp_path: Path) -> None:
     init = DeepConvNet().state_dict()
     assert not torch.equal(init["features.0.weight"], r0["features.0.weight"])  # it did train
     # Only rank 0 wrote the run's files: one metrics line, not two.
-    assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
+    assert [json.loads(x)["split"] for x in (out / "metrics.jsonl").read_text().splitlines()] == ["train", "test"]
 
 
 def test_shard_pads_and_splits() -> None:
@@ -323,7 +326,7 @@ def test_cli_bad_options(fake_mnist: Path, tmp_path: Path) -> None:
     r = _cli(["train-mnist", "--data", str(tmp_path / "missing")])
     assert r.exit_code == 5 and "does not exist" in r.output
     r = _cli(["train-mnist", "--resume", str(tmp_path / "empty"), "--data", str(fake_mnist)])
-    assert r.exit_code == 2 and "nothing to resume" in r.output
+    assert r.exit_code == 2 and "no run to continue" in r.output and "training" not in r.output
 
 
 @pytest.mark.slow

@@ -57,6 +57,26 @@ class TrainOptions:
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in {**self.values, **overrides}.items() if k in known})
 
+    def resumed(self, cls: type, folder: Path, **overrides: Any) -> Any:
+        """The config of the run in `folder` (its config.json; an ensemble's first member's),
+        with only the options the user gave on this command line changed."""
+        import json
+
+        saved: dict[str, Any] = {}
+        for candidate in (Path(folder) / "config.json", Path(folder) / "member-1" / "config.json"):
+            try:
+                data = json.loads(candidate.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if isinstance(data, dict):
+                saved = data
+                break
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {**self.values, **{k: v for k, v in saved.items() if k in known}}
+        values.update({k: self.values[k] for k in self.given})
+        values.update(overrides)
+        return cls(**{k: v for k, v in values.items() if k in known})
+
 
 def config_params(cls: type, exclude: tuple[str, ...] = ()) -> list[inspect.Parameter]:
     """Keyword-only typer parameters, one per field of `cls` not in `exclude`."""
@@ -122,6 +142,10 @@ class RunOptions:
             raise InputError("--resume DIR continues the run in DIR; leave out --out")
         if self.resume is not None and self.force:
             raise InputError("give either --resume DIR (continue) or --force (start over), not both")
+        if self.resume is not None and not any((Path(self.resume) / sub / "checkpoint.pt").is_file()
+                                               for sub in (".", "member-1")):
+            raise InputError(f"--resume {self.resume}: no run to continue there (no checkpoint.pt); give the folder "
+                             "of an earlier run")
 
 
 def run_params(default_out: str) -> list[inspect.Parameter]:

@@ -34,8 +34,8 @@ class MnistTrainConfig:
     """Random rotation (+-10 deg), scale (0.9-1.1) and shift (+-2 px) per image; never flips."""
     lr_schedule: str = "none"
     """none | step (x0.1 at 50% and 75% of the run) | cosine (to 0 over the run, per step)."""
-    seed: int = 0
-    """Seed of the first net; ensemble member k uses seed + k."""
+    seed: int = field(default=0, metadata=cli(skip=True))
+    """Seed of the first net (the global --seed); ensemble member k uses seed + k."""
     limit: int | None = field(default=None, metadata=cli(min=1))
     """Train on the first N training images only (smoke runs)."""
     ensemble: int = field(default=1, metadata=cli(min=1))

@@ -29,10 +29,13 @@ from dlcli.models.deepconvnet import DeepConvNet
 from dlcli.progress import NullReporter, Reporter
 from dlcli.training.checkpoint import Interrupted, load_checkpoint, save_checkpoint
 from dlcli.training.distributed import Dist
+from dlcli.training.run import RunFolder, holds_run
 
 LABELS = [str(d) for d in range(10)]
 SCHEDULES = MNIST_SCHEDULES
 BOOK_ACCURACY = 0.9938  # the book's reported test accuracy for this network and recipe
+# Written beside a (single-net) run's own files; --force removes them with the run.
+OWNED_EXTRA = ("misclassified.png", "confusion.png", "summary.json")
 
 
 @dataclass
@@ -146,17 +149,8 @@ def weights_meta(cfg: MnistTrainConfig, metrics: dict[str, Any], data_hashes: di
     }
 
 
-def _write_weights(path: Path, model: torch.nn.Module, meta: dict[str, Any]) -> str:
-    from dlcli.weights.store import save_weights_file
-
-    module = getattr(model, "module", model)
-    state = {k: v.contiguous() for k, v in module.state_dict().items()}  # channels_last -> contiguous
-    return save_weights_file(path, state, meta)
-
-
-def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
+def _state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return getattr(model, "module", model).state_dict()
 
 
 # --- the loop ---------------------------------------------------------------------------------
@@ -180,11 +174,13 @@ def train_member(
     dist: Dist | None = None,
     reporter: Reporter | None = None,
     resume: bool = False,
+    force: bool = False,
     data_hashes: dict[str, str] | None = None,
     label: str = "",
 ) -> MemberResult:
-    """Train one DeepConvNet. With `out_dir`, rank 0 keeps checkpoint.pt, metrics.jsonl,
-    best.safetensors and last.safetensors there; `resume` continues from its checkpoint."""
+    """Train one DeepConvNet. With `out_dir`, the net's run folder (dlcli/training/run.py:
+    checkpoint.pt, metrics.jsonl, best/last.safetensors; rank 0 writes); `resume` continues from
+    its checkpoint, `force` starts over in a folder that holds a run."""
     dist = dist or Dist()
     reporter = reporter or NullReporter()
     main = dist.is_main
@@ -204,14 +200,19 @@ def train_member(
 
     epoch, step, history, best = 0, 0, [], {"acc": -1.0, "epoch": 0}
     elapsed0 = 0.0
-    ckpt = out_dir / "checkpoint.pt" if out_dir is not None else None
     identity = {**cfg.identity(), "member_seed": member_seed, "world_size": dist.world_size}
+    run = None
+    if out_dir is not None:
+        run = RunFolder.open(out_dir, task="mnist", config=identity, resume=resume, force=force, writer=main,
+                             owned_extra=OWNED_EXTRA)
+    elif resume:
+        raise InputError("resuming needs the run's folder")
+    ckpt = run.checkpoint if run is not None else None
     if resume:
-        if ckpt is None or not ckpt.is_file():
-            raise InputError(f"nothing to resume in {out_dir}: no checkpoint.pt there")
         state = load_checkpoint(ckpt, model=model, optimizer=optimizer, scheduler=scheduler, restore_rng=False)
-        if state["config"] != identity:
-            diff = sorted(k for k in identity if state["config"].get(k) != identity[k])
+        # Only the number of epochs may change when a run continues.
+        diff = sorted(k for k in identity if k != "epochs" and state["config"].get(k) != identity[k])
+        if diff:
             raise InputError(f"--resume {out_dir}: the run was started with different options ({', '.join(diff)}); "
                              "give the same options, or a new --out")
         prog = state["progress"]
@@ -225,10 +226,6 @@ def train_member(
                             progress={"epoch": epoch, "step": step, "best": best, "elapsed": elapsed0 + time.perf_counter() - t_start,
                                       "history": [asdict(h) for h in history]})
 
-    if main and out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        if not resume:
-            (out_dir / "metrics.jsonl").unlink(missing_ok=True)
     t_start = time.perf_counter()
     ddp_model.train()
     try:
@@ -273,31 +270,36 @@ def train_member(
                                elapsed0 + time.perf_counter() - t_start)
             history.append(stats)
             epoch, step = epoch + 1, 0
-            if main and out_dir is not None:
-                _append_jsonl(out_dir / "metrics.jsonl", {"member_seed": member_seed, **asdict(stats)})
-                if acc > best["acc"]:
-                    best = {"acc": acc, "epoch": epoch}
-                    _write_weights(out_dir / "best.safetensors", model, weights_meta(
-                        cfg, {"test_accuracy": acc, "test_errors": errors, "epoch": epoch}, data_hashes or {}, member_seed))
-            elif acc > best["acc"]:
+            if run is not None:
+                at = epoch * steps_per_epoch
+                run.log("train", {"loss": stats.loss, "accuracy": stats.train_acc, "lr": stats.lr,
+                                  "images_per_s": ips, "seconds": stats.seconds}, step=at, epoch=epoch)
+                run.log("test", {"accuracy": acc, "errors": errors}, step=at, epoch=epoch)
+            if acc > best["acc"]:
                 best = {"acc": acc, "epoch": epoch}
+                if run is not None:
+                    run.save_weights("best", _state(model), weights_meta(
+                        cfg, {"test_accuracy": acc, "test_errors": errors, "epoch": epoch}, data_hashes or {}, member_seed))
+                    run.note_best("test_accuracy", acc, step=epoch * steps_per_epoch, epoch=epoch)
             reporter.row({"member": label.strip(": ") or "-", "epoch": epoch, "loss": round(stats.loss, 4),
                           "train acc": round(stats.train_acc, 4), "test acc": round(acc, 4), "errors": errors,
                           "seconds": round(stats.seconds, 1), "images/s": round(ips)})
             checkpoint()
     except KeyboardInterrupt:
         reporter.finish()
-        if ckpt is None:
+        if run is None or ckpt is None:
             raise
         checkpoint()
+        run.interrupted()
         raise Interrupted(ckpt) from None
 
     probs = predict_probs(model, data["test_x"], runtime, channels_last=cfg.channels_last)
     errors = int((probs.argmax(1) != data["test_y"]).sum())
     acc = 1.0 - errors / data["test_y"].numel()
-    if main and out_dir is not None:
-        _write_weights(out_dir / "last.safetensors", model, weights_meta(
+    if run is not None:
+        run.save_weights("last", _state(model), weights_meta(
             cfg, {"test_accuracy": acc, "test_errors": errors, "epoch": cfg.epochs}, data_hashes or {}, member_seed))
+        run.finish(epochs=cfg.epochs, test_accuracy=acc, test_errors=errors, world_size=dist.world_size)
     dist.barrier()
     return MemberResult(member_seed, history, acc, errors, best["acc"], best["epoch"], out_dir, probs, model)
 
@@ -329,6 +331,7 @@ def train(
     dist: Dist | None = None,
     reporter: Reporter | None = None,
     resume: bool = False,
+    force: bool = False,
 ) -> TrainOutcome:
     """`dl train-mnist`: train cfg.ensemble nets (one folder each when more than one), then
     report the final accuracy, confusion matrix and misclassified digits of the single net or
@@ -341,13 +344,15 @@ def train(
     members = []
     for k in range(cfg.ensemble):
         sub = None if out_dir is None else (out_dir if cfg.ensemble == 1 else out_dir / f"member-{k + 1}")
-        member_resume = resume and sub is not None and (sub / "checkpoint.pt").is_file()
+        member_resume = resume and sub is not None and holds_run(sub) and (sub / "checkpoint.pt").is_file()
         if resume and sub is not None and not member_resume and k == 0:
-            raise InputError(f"nothing to resume in {out_dir}: no checkpoint.pt there")
+            raise InputError(f"--resume {out_dir}: no run to continue there (no checkpoint.pt); give the folder of an "
+                             "earlier run")
         label = f"net {k + 1}/{cfg.ensemble}: " if cfg.ensemble > 1 else ""
         try:
             members.append(train_member(cfg, data, runtime, member_seed=cfg.seed + k, out_dir=sub, dist=dist,
-                                        reporter=reporter, resume=member_resume, data_hashes=hashes, label=label))
+                                        reporter=reporter, resume=member_resume, force=force and not member_resume,
+                                        data_hashes=hashes, label=label))
         except Interrupted as exc:
             if out_dir is None or cfg.ensemble == 1:
                 raise

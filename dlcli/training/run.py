@@ -75,7 +75,7 @@ class RunFolder:
             if not (path / CHECKPOINT).is_file():
                 raise InputError(f"--resume {path}: no run to continue there (no {CHECKPOINT}); give the folder of "
                                  "an earlier run")
-        elif holds_run(path):
+        elif writer and holds_run(path):  # other DDP ranks see rank 0's fresh files; rank 0 checks
             if not force:
                 raise InputError(f"{path} already holds a run; continue it with --resume {path}, start over with "
                                  "--force, or choose another --out")

@@ -11,29 +11,22 @@ from typing import Optional
 import typer
 
 from dlcli.cli.app import Options, command
+from dlcli.cli.config_options import RunOptions, TrainOptions
 
 
 def register(app: typer.Typer) -> None:
-    @command(app, "train-mnist")
+    from dlcli.training.configs import MnistTrainConfig
+
+    @command(app, "train-mnist", config=MnistTrainConfig, run_folder="runs/train-mnist")
     def train_mnist(
         data: Optional[Path] = typer.Option(None, "--data", help="Folder with the four MNIST IDX files (plain or .gz; also torchvision's MNIST/raw layout). Default: $DL_DATA, else download (online)."),
-        epochs: int = typer.Option(20, "--epochs", "-e", help="Passes over the training set (the book: 20)."),
-        batch_size: int = typer.Option(100, "--batch-size", "-b", help="Global batch size (the book: 100)."),
-        lr: float = typer.Option(1e-3, "--lr", help="Adam learning rate (the book: 0.001)."),
-        augment: bool = typer.Option(False, "--augment/--no-augment", help="Random rotation, scale and shift (never flips)."),
-        lr_schedule: str = typer.Option("none", "--lr-schedule", help="none | step | cosine."),
-        ensemble: int = typer.Option(1, "--ensemble", help="Train N nets (seeds SEED..SEED+N-1) and report their averaged-probability ensemble."),
         gpu: bool = typer.Option(False, "--gpu", help="Train on the GPU (same as --device cuda); fails when there is none."),
-        out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for checkpoints, metrics.jsonl, best/last .safetensors, misclassified.png (default runs/train-mnist; with --evaluate: where to save misclassified.png)."),
-        resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this folder (give the same options)."),
-        limit: Optional[int] = typer.Option(None, "--limit", help="Use only the first N training images (smoke runs)."),
-        workers: int = typer.Option(0, "--workers", help="Processes that prepare batches (0: the training process)."),
-        channels_last: bool = typer.Option(True, "--channels-last/--no-channels-last", help="NHWC memory format (faster on CPUs)."),
-        evaluate: bool = typer.Option(False, "--evaluate", help="Only evaluate weights on the test set (with --weights or --weights-file)."),
+        evaluate: bool = typer.Option(False, "--evaluate", help="Only evaluate weights on the test set (with --weights or --weights-file); --out DIR saves misclassified.png there."),
         weights: Optional[str] = typer.Option(None, "--weights", help="With --evaluate: a weights name (default deepconvnet.mnist)."),
         weights_file: Optional[Path] = typer.Option(None, "--weights-file", help="With --evaluate: a .safetensors file written by train-mnist."),
-        force: bool = typer.Option(False, "--force", help="Start over in an --out folder that already holds a run."),
         *,
+        train: TrainOptions,
+        run: RunOptions,
         opts: Options,
     ) -> None:
         """Train the book's deep CNN on MNIST: a progress bar and a table row per epoch, then the
@@ -79,10 +72,12 @@ def register(app: typer.Typer) -> None:
                 if lw.spec.arch != "deepconvnet":
                     raise InputError(f"{lw.spec.name} is a {lw.spec.arch}, not a deepconvnet; train-mnist evaluates digit models")
                 reporter.message(f"evaluating {lw.spec.name} on the MNIST test set ({rt.device}, {rt.dtype_name})")
-                res = evaluator.evaluate(lw.model, data_dir, rt, channels_last=channels_last)
+                if run.resume is not None:
+                    raise InputError("--resume continues a training run; --evaluate takes --out DIR for its pictures")
+                res = evaluator.evaluate(lw.model, data_dir, rt, channels_last=train.values["channels_last"])
                 png = None
-                if out is not None:
-                    png = _save_misclassified(evaluator, data_dir, res["pred"], out / "misclassified.png", force)
+                if run.out is not None:
+                    png = _save_misclassified(evaluator, data_dir, res["pred"], run.out / "misclassified.png", run.force)
                 report = MnistEvalReport(res["accuracy"], res["errors"], res["n"], tuple(map(tuple, res["confusion"])),
                                          tuple(res["confused_pairs"]), res["seconds"], res["images_per_s"], png,
                                          Provenance.collect(rt, lw.spec.name, lw.sha256))
@@ -94,27 +89,24 @@ def register(app: typer.Typer) -> None:
 
             from dlcli.training import mnist as trainer
 
-            if resume is not None and out is not None and out != resume:
-                raise InputError("--resume DIR continues the run in DIR; leave out --out")
-            run_dir = resume if resume is not None else (out or Path("runs/train-mnist"))
-            started = (run_dir / "checkpoint.pt").exists() or (run_dir / "member-1" / "checkpoint.pt").exists()
-            if resume is None and started:
-                if not force:
-                    raise InputError(f"{run_dir} already holds a run; continue it with --resume {run_dir}, or pass --force "
-                                     "to start over, or choose another --out")
-            cfg = trainer.MnistTrainConfig(
-                epochs=epochs, batch_size=batch_size, lr=lr, augment=augment, lr_schedule=lr_schedule,
-                seed=opts.seed if opts.seed is not None else 0, limit=limit, ensemble=ensemble,
-                channels_last=channels_last, workers=workers)
+            from dlcli.training.run import holds_run
+
+            run.check()
+            run_dir = run.folder
+            seed = {"seed": opts.seed} if opts.seed is not None else ({} if run.resuming else {"seed": 0})
+            cfg = train.resumed(MnistTrainConfig, run_dir, **seed) if run.resuming else train.build(MnistTrainConfig, **seed)
             cfg.check()
-            if batch_size < dist.world_size:
-                raise InputError(f"--batch-size {batch_size} is smaller than the {dist.world_size} processes")
+            if not run.resuming and not run.force and (holds_run(run_dir) or holds_run(run_dir / "member-1")):
+                raise InputError(f"{run_dir} already holds a run; continue it with --resume {run_dir}, start over with "
+                                 "--force, or choose another --out")
+            if cfg.batch_size < dist.world_size:
+                raise InputError(f"--batch-size {cfg.batch_size} is smaller than the {dist.world_size} processes")
             reporter.message(f"training DeepConvNet on {rt.device} ({rt.dtype_name}"
                              + (f", {dist.world_size} processes, {dist.backend}" if dist.active else "")
                              + f"): {cfg.recipe()}")
             t0 = time.perf_counter()
             outcome = trainer.train(cfg, data_dir, rt, out_dir=run_dir, dist=dist, reporter=reporter,
-                                    resume=resume is not None)
+                                    resume=run.resuming, force=run.force)
             if not dist.is_main:
                 return
             epochs_rows = tuple(
@@ -126,9 +118,9 @@ def register(app: typer.Typer) -> None:
                 for m in outcome.members)
             best = outcome.members[0].out_dir / "best.safetensors" if outcome.members[0].out_dir else None
             report = MnistTrainReport(
-                run_dir, cfg.recipe(), epochs_rows, members, outcome.accuracy, outcome.errors, sum(map(sum, outcome.confusion)), ensemble,
+                run_dir, cfg.recipe(), epochs_rows, members, outcome.accuracy, outcome.errors, sum(map(sum, outcome.confusion)), cfg.ensemble,
                 tuple(map(tuple, outcome.confusion)), tuple(outcome.pairs), outcome.misclassified_png,
-                best if ensemble == 1 else None, dist.world_size, time.perf_counter() - t0,
+                best if cfg.ensemble == 1 else None, dist.world_size, time.perf_counter() - t0,
                 Provenance.collect(rt, None, None))
             if opts.json:
                 render.emit_json(report.to_dict())
