@@ -71,8 +71,12 @@ def test_train_rises_above_chance_and_weights_file_classifies(small, tmp_path: P
     assert report["classes"] == ["blue", "green", "red"]
     assert report["train_images"] == 27 and report["val_images"] == 9
     assert report["best_val_accuracy"] > 0.6  # chance is 1/3
-    history = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
-    assert len(history) == 6 and history[-1]["train_loss"] < history[0]["train_loss"]
+    rows = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    train_rows = [r for r in rows if r["split"] == "train"]
+    assert [r["epoch"] for r in train_rows] == [1, 2, 3, 4, 5, 6] and train_rows[-1]["loss"] < train_rows[0]["loss"]
+    assert [r["epoch"] for r in rows if r["split"] == "val"] == [1, 2, 3, 4, 5, 6]
+    assert (out / "last.safetensors").is_file()
+    assert json.loads((out / "run.json").read_text())["state"] == "finished"
 
     # the best weights work at once through dl classify --weights-file
     best = out / "best.safetensors"
@@ -85,10 +89,10 @@ def test_train_rises_above_chance_and_weights_file_classifies(small, tmp_path: P
     # an existing run is not overwritten; --resume continues it to more epochs
     res = _invoke("classify", "train", str(data), "--from", "tinynet.small", "--out", str(out), "-q")
     assert res.exit_code == 2 and "--resume" in res.stderr
-    res = _invoke("classify", "train", str(data), "--from", "tinynet.small", "--out", str(out), "--epochs", "7",
-                  "--lr", "0.05", "--batch-size", "8", "--val-split", "0.25", "--resume", "--json", "-q")
+    # the run's own settings come back from its folder: only the epochs are given
+    res = _invoke("classify", "train", str(data), "--epochs", "7", "--resume", str(out), "--json", "-q")
     assert res.exit_code == 0, res.output
-    assert len(json.loads(res.stdout)["history"]) == 7
+    assert len(json.loads(res.stdout)["history"]) == 7 and json.loads(res.stdout)["val_images"] == 9
 
 
 def test_freeze_backbone_trains_only_the_head(tiny, tmp_path: Path) -> None:
@@ -99,9 +103,9 @@ def test_freeze_backbone_trains_only_the_head(tiny, tmp_path: Path) -> None:
     from dlcli.weights import loader, store
 
     data = make_folder(tmp_path / "data", per_class=4, size=24)
-    args = transfer.TransferArgs(data_dir=data, base="tinynet.test", out=tmp_path / "run", epochs=1,
+    args = transfer.TransferArgs(data_dir=data, base="tinynet.test", epochs=1,
                                  batch_size=4, val_split=0.0, freeze_backbone=True, augment=False)
-    report = transfer.train(args, lambda device: Runtime.create("cpu", seed=0), device="cpu")
+    report = transfer.train(args, lambda device: Runtime.create("cpu", seed=0), out=tmp_path / "run", device="cpu")
     before = loader.load_model("tinynet.test", task="classify").model.state_dict()
     after, meta = store.read_state_dict(Path(report.weights_file))
     assert torch.equal(after["0.weight"], before["0.weight"])  # the conv backbone is untouched
@@ -157,8 +161,8 @@ def test_ctrl_c_saves_a_checkpoint_that_resume_continues(small, tmp_path: Path, 
     from dlcli.training.checkpoint import Interrupted
 
     data = make_folder(tmp_path / "data", per_class=4, size=24)
-    args = transfer.TransferArgs(data_dir=data, base="tinynet.small", out=tmp_path / "run", epochs=2,
-                                 batch_size=4, val_split=0.25, augment=False)
+    args = transfer.TransferArgs(data_dir=data, base="tinynet.small", epochs=2, batch_size=4, val_split=0.25,
+                                 augment=False)
     real = imagefolder.ImageListDataset.__getitem__
     calls = {"n": 0}
 
@@ -170,10 +174,12 @@ def test_ctrl_c_saves_a_checkpoint_that_resume_continues(small, tmp_path: Path, 
 
     monkeypatch.setattr(imagefolder.ImageListDataset, "__getitem__", interrupting)
     with pytest.raises(Interrupted) as exc:
-        transfer.train(args, lambda device: Runtime.create("cpu", seed=0), device="cpu")
+        transfer.train(args, lambda device: Runtime.create("cpu", seed=0), out=tmp_path / "run", device="cpu")
     assert (tmp_path / "run" / "checkpoint.pt").is_file() and "--resume" in exc.value.message
-    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 1  # epoch 1 was finished
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["split"] for r in rows] == ["train", "val"]  # epoch 1 was finished
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["state"] == "interrupted"
     monkeypatch.setattr(imagefolder.ImageListDataset, "__getitem__", real)
-    args.resume = True
-    report = transfer.train(args, lambda device: Runtime.create("cpu", seed=0), device="cpu")
+    report = transfer.train(args, lambda device: Runtime.create("cpu", seed=0), out=tmp_path / "run", resume=True,
+                            device="cpu")
     assert [h["epoch"] for h in report.history] == [1, 2]

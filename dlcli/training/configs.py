@@ -87,8 +87,6 @@ class TransferArgs:
     """ImageFolder layout: DATA_DIR/<class>/<image>."""
     base: str = field(default="resnet18.imagenet", metadata=cli(flag="--from"))
     """Weights to start from: any classify entry (torchvision, bundled, imported, package)."""
-    out: Path = Path("runs/classify")
-    """Run folder: best.safetensors, checkpoint.pt, metrics.jsonl."""
     epochs: int = field(default=5, metadata=cli(aliases=("-e",), min=1))
     """Passes over the training images."""
     lr: float = 1e-3
@@ -105,11 +103,7 @@ class TransferArgs:
     """AdamW weight decay."""
     workers: int = field(default=0, metadata=cli(min=0))
     """DataLoader worker processes."""
-    resume: bool = False
-    """Continue the run in `out` from its checkpoint."""
-    force: bool = False
-    """Start over in an `out` that already holds a run."""
-    seed: int = 0
+    seed: int = field(default=0, metadata=cli(skip=True))
     """Seed of the validation split (and of training when --seed is not given)."""
     extra: dict[str, Any] = field(default_factory=dict)
 

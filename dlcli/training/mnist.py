@@ -30,6 +30,7 @@ from dlcli.progress import NullReporter, Reporter
 from dlcli.training.checkpoint import Interrupted, load_checkpoint, save_checkpoint
 from dlcli.training.distributed import Dist
 from dlcli.training.run import RunFolder, holds_run
+from dlcli.training.schedules import lr_factor
 
 LABELS = [str(d) for d in range(10)]
 SCHEDULES = MNIST_SCHEDULES
@@ -156,14 +157,6 @@ def _state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 # --- the loop ---------------------------------------------------------------------------------
 
 
-def _lr_lambda(cfg: MnistTrainConfig, total_steps: int) -> Callable[[int], float]:
-    if cfg.lr_schedule == "cosine":
-        return lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
-    if cfg.lr_schedule == "step":
-        return lambda step: 0.1 ** ((step >= total_steps // 2) + (step >= (3 * total_steps) // 4))
-    return lambda step: 1.0
-
-
 def train_member(
     cfg: MnistTrainConfig,
     data: dict[str, torch.Tensor],
@@ -195,7 +188,7 @@ def train_member(
     torch.manual_seed(member_seed)
     model = runtime.place(DeepConvNet(), channels_last=cfg.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg, total_steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg.lr_schedule, total_steps))
     ddp_model = dist.wrap(model)
 
     epoch, step, history, best = 0, 0, [], {"acc": -1.0, "epoch": 0}

@@ -100,20 +100,10 @@ def make_transforms(spec: Any, augment: bool) -> tuple[Callable[[Any], Any], Cal
 # --- the loop ----------------------------------------------------------------------------------------
 
 
-def _lr_lambda(total_steps: int, warmup: int) -> Callable[[int], float]:
-    def f(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(1, total_steps - warmup)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-    return f
-
-
 def _run_config(args: TransferArgs) -> dict[str, Any]:
     d = asdict(args)
     d["data_dir"] = str(Path(args.data_dir).resolve())
-    for k in ("out", "resume", "force", "workers", "extra"):
+    for k in ("workers", "extra"):
         d.pop(k, None)
     return d
 
@@ -134,9 +124,11 @@ def evaluate(model: Any, loader: Any, runtime: Any) -> tuple[float, float, int]:
     return (total_loss / n if n else float("nan")), (correct / n if n else 0.0), n
 
 
-def train(args: TransferArgs, make_runtime: Callable[[str | None], Any], *, device: str | None = "auto",
-          offline: bool = False, reporter: Reporter | None = None) -> Any:
-    """Fine-tune `args.base` on `args.data_dir`; returns a TransferReport (None on ranks other than 0).
+def train(args: TransferArgs, make_runtime: Callable[[str | None], Any], *, out: Path, resume: bool = False,
+          force: bool = False, device: str | None = "auto", offline: bool = False,
+          reporter: Reporter | None = None) -> Any:
+    """Fine-tune `args.base` on `args.data_dir` in the run folder `out`; returns a TransferReport
+    (None on ranks other than 0).
 
     `make_runtime(device)` builds the device manager for a --device value; under torchrun each rank
     asks for its own (cuda:LOCAL_RANK with nccl, the CPU with gloo)."""
@@ -144,12 +136,13 @@ def train(args: TransferArgs, make_runtime: Callable[[str | None], Any], *, devi
     import torch.nn.functional as F
     from torch.utils.data import DataLoader
 
-    from dlcli.atomic import atomic_target
     from dlcli.data.imagefolder import ImageListDataset, scan, split
     from dlcli.device import seed_everything
     from dlcli.results import Provenance, TransferReport
     from dlcli.training import distributed
     from dlcli.training.checkpoint import Interrupted, load_checkpoint, save_checkpoint
+    from dlcli.training.run import RunFolder, holds_run
+    from dlcli.training.schedules import lr_factor
     from dlcli.weights import loader, store
 
     reporter = reporter or NullReporter()
@@ -163,12 +156,14 @@ def train(args: TransferArgs, make_runtime: Callable[[str | None], Any], *, devi
         rank0 = ctx.is_main
         if not rank0:
             reporter = NullReporter()
-        out = Path(args.out).expanduser()
+        out = Path(out).expanduser()
         ckpt_path = out / "checkpoint.pt"
-        if ckpt_path.exists() and not (args.resume or args.force):
-            raise InputError(f"{out} already holds a run; pass --resume to continue it or --force to start over")
-        if args.resume and not ckpt_path.exists():
-            raise InputError(f"nothing to resume: {ckpt_path} does not exist")
+        if resume and not ckpt_path.is_file():
+            raise InputError(f"--resume {out}: no run to continue there (no checkpoint.pt); give the folder of an "
+                             "earlier run")
+        if not resume and not force and holds_run(out):  # refuse before loading anything
+            raise InputError(f"{out} already holds a run; continue it with --resume {out}, start over with --force, "
+                             "or choose another --out")
         if runtime.seed is None:
             seed_everything(args.seed + ctx.rank)
 
@@ -209,14 +204,16 @@ def train(args: TransferArgs, make_runtime: Callable[[str | None], Any], *, devi
             groups.append({"params": backbone, "lr": args.lr * 0.1})  # keep the pretrained features close
         optimizer = torch.optim.AdamW(groups, lr=args.lr, weight_decay=args.weight_decay)
         steps = args.epochs * steps_per_epoch
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(steps, max(1, min(steps // 10, 100))))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor("cosine", steps, warmup=max(1, min(steps // 10, 100))))
         use_scaler = runtime.device.type == "cuda" and runtime.dtype == torch.float16
         scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
         ddp_model = ctx.wrap(model)
 
         history: list[dict[str, Any]] = []
         best_acc, best_epoch, start_epoch = -1.0, 0, 0
-        if args.resume:
+        run = RunFolder.open(out, task="classify", config=_run_config(args), resume=resume, force=force,
+                             writer=rank0)
+        if resume:
             state = load_checkpoint(ckpt_path, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler)
             saved = state["config"]
             mine = json.loads(json.dumps(_run_config(args), sort_keys=True, default=str))
@@ -228,10 +225,8 @@ def train(args: TransferArgs, make_runtime: Callable[[str | None], Any], *, devi
             start_epoch, best_acc, best_epoch = progress["epoch"], progress["best_acc"], progress["best_epoch"]
             history = list(progress["history"])
             reporter.message(f"resumed {out} after epoch {start_epoch}")
-        elif rank0:
-            out.mkdir(parents=True, exist_ok=True)
 
-        best_file = out / "best.safetensors"
+        best_file = run.best
         meta = {
             "arch": spec.arch, "task": "classify", "config": config, "labels": list(index.classes),
             "preprocess": spec.preprocess, "preprocess_args": dict(spec.preprocess_args),
@@ -277,15 +272,19 @@ def train(args: TransferArgs, make_runtime: Callable[[str | None], Any], *, devi
                        "seconds": round(time.perf_counter() - t0, 1)}
                 history.append(row)
                 reporter.row(row)
+                at = (epoch + 1) * steps_per_epoch
+                run.log("train", {"loss": train_loss, "accuracy": train_acc, "lr": optimizer.param_groups[0]["lr"]},
+                        step=at, epoch=epoch + 1)
+                if val_dl is not None:
+                    run.log("val", {"loss": val_loss, "accuracy": val_acc}, step=at, epoch=epoch + 1)
                 if val_acc > best_acc:
                     best_acc, best_epoch = val_acc, epoch + 1
-                    if rank0:
-                        store.save_weights_file(best_file, model.state_dict(), {
-                            **meta, "metrics": {"val_accuracy": val_acc, "epoch": epoch + 1,
-                                                "train_images": len(train_s), "val_images": len(val_s)}})
+                    run.save_weights("best", model.state_dict(), {
+                        **meta, "metrics": {"val_accuracy": val_acc, "epoch": epoch + 1,
+                                            "train_images": len(train_s), "val_images": len(val_s)}})
+                    run.note_best("val_accuracy" if val_dl is not None else "train_accuracy", val_acc, step=at,
+                                  epoch=epoch + 1)
                 if rank0:
-                    with atomic_target(out / "metrics.jsonl") as tmp:
-                        tmp.write_text("".join(json.dumps(h) + "\n" for h in history), encoding="utf-8")
                     save_checkpoint(ckpt_path, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
                                     progress={"epoch": epoch + 1, "best_acc": best_acc, "best_epoch": best_epoch,
                                               "history": history},
@@ -297,7 +296,11 @@ def train(args: TransferArgs, make_runtime: Callable[[str | None], Any], *, devi
                                 progress={"epoch": epoch, "best_acc": best_acc, "best_epoch": best_epoch,
                                           "history": history},
                                 config=_run_config(args))
+            run.interrupted()
             raise Interrupted(ckpt_path) from None
+        run.save_weights("last", model.state_dict(), {
+            **meta, "metrics": {"val_accuracy": history[-1]["val_acc"] if history else None, "epoch": args.epochs}})
+        run.finish(epochs=args.epochs, best_val_accuracy=best_acc, best_epoch=best_epoch, world_size=ctx.world_size)
         if not rank0:
             return None
         if not best_file.is_file():

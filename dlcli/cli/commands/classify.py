@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from dlcli.cli.config_options import RunOptions, TrainOptions
 from dlcli.cli.app import Options, command, group
 from dlcli.cli.commands._engine import engine_label, engine_options, model_file_option, runtime_option
 
@@ -91,39 +92,31 @@ def register(app: typer.Typer) -> None:
             reporter.message(f"saved what the network saw to {show_preprocessed}")
         raise_for_failures(len(report.failures), len(report.images), "classified")
 
-    @command(grp, "train")
+    from dlcli.training.configs import TransferArgs
+
+    @command(grp, "train", config=TransferArgs, run_folder="runs/classify")
     def train(
         data_dir: Path = typer.Argument(..., help="ImageFolder layout: one subfolder of images per class."),
-        base: str = typer.Option("resnet18.imagenet", "--from", help="Weights to start from (any classify entry, imported ones included)."),
-        out: Path = typer.Option(Path("runs/classify"), "--out", "-o", help="Run folder: best.safetensors, checkpoint.pt, metrics.jsonl."),
-        epochs: int = typer.Option(5, "--epochs", min=1, help="Passes over the training images."),
-        lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate (AdamW, cosine decay)."),
-        batch_size: int = typer.Option(32, "--batch-size", "-b", min=1, help="Images per step (per process under torchrun)."),
-        val_split: float = typer.Option(0.2, "--val-split", help="Share of each class held out for validation (0 to 0.9)."),
-        freeze_backbone: bool = typer.Option(False, "--freeze-backbone/--full", help="Train only the new head (fast), or everything."),
-        augment: bool = typer.Option(True, "--augment/--no-augment", help="Random resized crops and horizontal flips."),
-        weight_decay: float = typer.Option(1e-4, "--weight-decay", help="AdamW weight decay."),
-        workers: int = typer.Option(0, "--workers", min=0, help="DataLoader worker processes."),
-        resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its checkpoint."),
-        force: bool = typer.Option(False, "--force", help="Start over in an --out that already holds a run."),
         *,
+        train: TrainOptions,
+        run: RunOptions,
         opts: Options,
     ) -> None:
         """Fine-tune a pretrained backbone on your images (transfer learning); saves the best weights."""
         from dlcli import render
         from dlcli.training import transfer
 
-        args = transfer.TransferArgs(
-            data_dir=data_dir, base=base, out=out, epochs=epochs, lr=lr, batch_size=batch_size, val_split=val_split,
-            freeze_backbone=freeze_backbone, augment=augment, weight_decay=weight_decay, workers=workers,
-            resume=resume, force=force, seed=opts.seed if opts.seed is not None else 0,
-        )
+        run.check()
+        seed = {"seed": opts.seed} if opts.seed is not None else ({} if run.resuming else {"seed": 0})
+        build = train.resumed if run.resuming else (lambda cls, _folder, **kw: train.build(cls, **kw))
+        args = build(TransferArgs, run.folder, data_dir=data_dir, **seed)
         import dataclasses
 
         def make_runtime(device: Optional[str]) -> object:
             return dataclasses.replace(opts, device=device or opts.device).runtime()
 
-        report = transfer.train(args, make_runtime, device=opts.device, offline=opts.offline, reporter=opts.reporter())
+        report = transfer.train(args, make_runtime, out=run.folder, resume=run.resuming, force=run.force,
+                                device=opts.device, offline=opts.offline, reporter=opts.reporter())
         if report is None:  # not rank 0 under torchrun
             return
         if opts.json:
