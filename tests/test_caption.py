@@ -182,10 +182,10 @@ def test_padding_is_not_part_of_the_loss() -> None:
     assert encode_batch(vocab, ["a red circle left of"], 2).tolist()[0] == vocab.encode("a red")
 
 
-def tiny_cfg(out: Path, **kw):
+def tiny_cfg(**kw):
     from dlcli.training.caption import CaptionTrainConfig
 
-    base = dict(out=str(out), train_size=24, val_size=4, image_size=64, epochs=1, batch_size=8, cnn_width=4,
+    base = dict(train_size=24, val_size=4, image_size=64, epochs=1, batch_size=8, cnn_width=4,
                 embed_dim=16, hidden_dim=16, name="nic.tiny")
     base.update(kw)
     return CaptionTrainConfig(**base)
@@ -200,10 +200,10 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     out = tmp_path_factory.mktemp("nic_run")
     rt = Runtime.create("cpu", seed=0)
-    first = train_caption(tiny_cfg(out), rt)
+    first = train_caption(tiny_cfg(), rt, out=out)
     assert [h.epoch for h in first.history] == [1]
     rep = RecordingReporter()
-    second = train_caption(tiny_cfg(out, epochs=2), rt, reporter=rep, resume=str(out))
+    second = train_caption(tiny_cfg(epochs=2), rt, out=out, reporter=rep, resume=True)
     assert [h.epoch for h in second.history] == [1, 2]
     assert any("resumed at epoch 1" in m for m in rep.messages)
     assert [r["epoch"] for r in rep.rows] == [2]
@@ -214,11 +214,14 @@ def test_training_writes_a_loadable_named_weights_file(trained: Path) -> None:
     from dlcli.data.scenes import CAPTION_WORDS
     from dlcli.tasks.caption import load_captioner
 
-    for name in ("nic.tiny.safetensors", "last.safetensors", "checkpoint.pt", "history.jsonl"):
+    for name in ("best.safetensors", "last.safetensors", "checkpoint.pt", "metrics.jsonl", "config.json", "run.json"):
         assert (trained / name).is_file(), name
-    history = [json.loads(line) for line in (trained / "history.jsonl").read_text().splitlines()]
-    assert [h["epoch"] for h in history] == [1, 2] and all(h["loss"] > 0 for h in history)
-    cap = load_captioner(weights_file=trained / "nic.tiny.safetensors")
+    rows = [json.loads(line) for line in (trained / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["split"], r["epoch"]) for r in rows] == [("train", 1), ("val", 1), ("train", 2), ("val", 2)]
+    assert all(r["loss"] > 0 for r in rows if r["split"] == "train")
+    assert all(0 <= r["bleu4"] <= 1 for r in rows if r["split"] == "val")
+    assert json.loads((trained / "run.json").read_text())["state"] == "finished"
+    cap = load_captioner(weights_file=trained / "best.safetensors")
     assert set(CAPTION_WORDS) <= set(cap.vocab.tokens)  # the vocabulary travels in the file
     assert cap.transform is not None and cap.max_length == 24
     assert 0.0 <= cap.loaded.meta["metrics"]["val_bleu4"] <= 1.0
@@ -230,7 +233,7 @@ def test_a_second_run_in_the_same_folder_is_refused(trained: Path) -> None:
     from dlcli.training.caption import train_caption
 
     with pytest.raises(InputError, match="--resume"):
-        train_caption(tiny_cfg(trained), Runtime.create("cpu"))
+        train_caption(tiny_cfg(), Runtime.create("cpu"), out=trained)
 
 
 def test_coco_format_training(tmp_path: Path) -> None:
@@ -248,9 +251,9 @@ def test_coco_format_training(tmp_path: Path) -> None:
         anns += [{"id": 2 * i, "image_id": 100 + i, "caption": scene.caption.capitalize() + "."},
                  {"id": 2 * i + 1, "image_id": 100 + i, "caption": "A picture of shapes."}]
     (tmp_path / "captions.json").write_text(json.dumps({"images": imgs, "annotations": anns}))
-    cfg = tiny_cfg(tmp_path / "run", data="coco", captions_file=str(tmp_path / "captions.json"),
+    cfg = tiny_cfg(data="coco", captions_file=str(tmp_path / "captions.json"),
                    images_dir=str(images), val_fraction=0.34, batch_size=4)
-    result = train_caption(cfg, Runtime.create("cpu", seed=0))
+    result = train_caption(cfg, Runtime.create("cpu", seed=0), out=tmp_path / "run")
     assert Path(result.weights).is_file() and result.metrics["val_images"] == 2
 
 
@@ -276,7 +279,7 @@ def scene_png(tmp_path: Path) -> Path:
 
 
 def test_cli_json_has_every_beam_candidate(trained: Path, scene_png: Path) -> None:
-    weights = trained / "nic.tiny.safetensors"
+    weights = trained / "best.safetensors"
     res = runner.invoke(app, ["caption", str(scene_png), str(scene_png), "--weights-file", str(weights),
                               "--beam-size", "4", "--max-length", "5", "--json", "--device", "cpu"])
     assert res.exit_code == 0, res.output
@@ -298,7 +301,7 @@ def test_cli_table_and_partial_failure(trained: Path, scene_png: Path, tmp_path:
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not a png")
     res = runner.invoke(app, ["caption", str(scene_png), str(bad), "--weights-file",
-                              str(trained / "nic.tiny.safetensors"), "--beam-size", "1", "--all"])
+                              str(trained / "best.safetensors"), "--beam-size", "1", "--all"])
     assert res.exit_code == 7, res.output
     assert "nic.tiny · beam 1" in res.output and "not an image" in res.output
     assert "1 of 2 inputs failed" in res.output
@@ -306,7 +309,7 @@ def test_cli_table_and_partial_failure(trained: Path, scene_png: Path, tmp_path:
 
 @pytest.mark.parametrize("args", [["--beam-size", "0"], ["--max-length", "0"], ["--beam-size", "999"]])
 def test_cli_bad_options_exit_2(trained: Path, scene_png: Path, args: list[str]) -> None:
-    res = runner.invoke(app, ["caption", str(scene_png), "--weights-file", str(trained / "nic.tiny.safetensors"), *args])
+    res = runner.invoke(app, ["caption", str(scene_png), "--weights-file", str(trained / "best.safetensors"), *args])
     assert res.exit_code == 2, res.output
     assert "Error" in res.output
 
@@ -314,7 +317,7 @@ def test_cli_bad_options_exit_2(trained: Path, scene_png: Path, args: list[str])
 def test_cli_train_needs_data_and_eval_reports_bleu(trained: Path) -> None:
     res = runner.invoke(app, ["caption", "train", "--out", str(trained / "x")])
     assert res.exit_code == 2 and "--data scenes" in res.output
-    res = runner.invoke(app, ["caption", "eval", "--weights-file", str(trained / "nic.tiny.safetensors"),
+    res = runner.invoke(app, ["caption", "eval", "--weights-file", str(trained / "best.safetensors"),
                               "--size", "6", "--beam-size", "2", "--json", "--device", "cpu"])
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)

@@ -50,7 +50,7 @@ SKIP: dict[str, str] = {
     "--lr-schedule linear --init-from dcgan.mnist --out runs/dcgan-ft": "MNIST files (DIR)",
     "dl caption train --captions captions_train2017.json --images train2017/ --backbone resnet18 --encoder-weights "
     "resnet18.imagenet --freeze-encoder --image-size 224": "COCO captions and images, a download",
-    "dl caption eval --weights-file runs/nic/nic.mine.safetensors --captions captions_val2017.json --images val2017/":
+    "dl caption eval --weights-file runs/nic/best.safetensors --captions captions_val2017.json --images val2017/":
         "COCO captions and images",
     "dl train-mnist --data ../shared/data/MNIST/raw --out runs/mnist": "../shared data (MNIST)",
     "dl train-mnist --data DIR --augment --lr-schedule cosine --epochs 12": "MNIST files (DIR)",

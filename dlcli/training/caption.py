@@ -30,6 +30,11 @@ from dlcli.data.captions import MEAN, STD, CaptionSet, CocoCaptions, SceneCaptio
 from dlcli.evaluation.caption import evaluate
 from dlcli.text.vocab import Vocab, tokenize
 from dlcli.training.checkpoint import Interrupted, load_checkpoint, save_checkpoint
+from dlcli.training.distributed import Dist
+from dlcli.training.epochs import replicas_identical
+from dlcli.training.run import RunFolder, holds_run
+from dlcli.training.schedules import warmup_cosine
+
 
 def encode_batch(vocab: Vocab, captions: Sequence[str], max_length: int) -> torch.Tensor:
     """(B, T) ids: <start> w1 … wN <end> <pad>…, captions cut to max_length words."""
@@ -41,10 +46,6 @@ def encode_batch(vocab: Vocab, captions: Sequence[str], max_length: int) -> torc
 
 
 # --- config ---------------------------------------------------------------------------------------
-
-
-# Options that may differ on --resume (they do not change what is being trained).
-_RESUMABLE = {"epochs", "out"}
 
 
 @dataclass(frozen=True)
@@ -123,35 +124,41 @@ def weights_meta(cfg: CaptionTrainConfig, vocab: Vocab, metrics: dict[str, Any],
     }
 
 
-def train_caption(cfg: CaptionTrainConfig, runtime: Runtime, *, reporter: Reporter | None = None,
-                  resume: str | None = None, offline: bool = False, recipe: str = "") -> CaptionTrainResult:
-    """Train NIC; writes OUT/checkpoint.pt (every epoch), OUT/<name>.safetensors (best validation
-    BLEU-4), OUT/last.safetensors and OUT/history.jsonl."""
+def train_caption(cfg: CaptionTrainConfig, runtime: Runtime, *, out: Path, resume: bool = False, force: bool = False,
+                  dist: Dist | None = None, reporter: Reporter | None = None, offline: bool = False,
+                  recipe: str = "") -> CaptionTrainResult | None:
+    """Train NIC in the run folder `out` (dlcli/training/run.py: checkpoint.pt every epoch,
+    best.safetensors by validation BLEU-4, last.safetensors, metrics.jsonl). A resumed run keeps
+    its own settings; only the epoch budget may change. Under torchrun each rank takes its share
+    of every batch and rank 0 validates and writes; returns None on the other ranks."""
     from dlcli.models.nic import NIC
-    from dlcli.weights.store import save_weights_file
 
+    dist = dist or Dist()
     reporter = reporter or NullReporter()
-    if resume is not None:
-        ckpt_path = Path(resume).expanduser()
-        ckpt_file = ckpt_path / "checkpoint.pt" if ckpt_path.is_dir() else ckpt_path
+    out = Path(out).expanduser()
+    if resume:
+        ckpt_file = out / "checkpoint.pt"
         if not ckpt_file.is_file():
-            raise InputError(f"no checkpoint at {ckpt_file}; give the --out folder of the run to resume")
+            raise InputError(f"--resume {out}: no run to continue there (no checkpoint.pt); give the folder of an "
+                             "earlier run")
         saved = json.loads(torch.load(ckpt_file, map_location="cpu", weights_only=True)["config"])
-        diff = sorted(k for k in saved if k not in _RESUMABLE and saved[k] != asdict(cfg).get(k))
+        saved.pop("out", None)  # runs from before the shared run folder kept it in the config
+        diff = sorted(k for k in saved if k != "epochs" and saved[k] != asdict(cfg).get(k))
         if diff:
             reporter.message(f"resuming with the run's own settings for: {', '.join(diff)}")
-        # Continue the run as it was configured, in its own folder; only the epoch budget may change.
-        cfg = CaptionTrainConfig(**{**saved, "epochs": cfg.epochs, "out": str(ckpt_file.parent)})
-    out = Path(cfg.out).expanduser()
-    if resume is None and (out / "checkpoint.pt").exists():
-        raise InputError(f"{out} already holds a run; continue it with --resume {out} or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
+        cfg = CaptionTrainConfig(**{**saved, "epochs": cfg.epochs})
+    elif holds_run(out) and not force:
+        raise InputError(f"{out} already holds a run; continue it with --resume {out}, start over with --force, "
+                         "or choose another --out")
+    if cfg.batch_size < 2 * dist.world_size:
+        raise InputError(f"--batch-size {cfg.batch_size} leaves fewer than 2 images per process "
+                         f"({dist.world_size} processes); batch normalisation needs 2")
     torch.manual_seed(cfg.seed)
 
     train, val = build_data(cfg, reporter)
     vocab = build_vocab(cfg, train)
     model = NIC(**cfg.model_config(len(vocab)))
-    if cfg.encoder_weights and resume is None:
+    if cfg.encoder_weights and not resume:
         load_encoder_weights(model, cfg.encoder_weights, offline, reporter)
     if cfg.freeze_encoder:
         for p in model.encoder_parameters():
@@ -161,36 +168,32 @@ def train_caption(cfg: CaptionTrainConfig, runtime: Runtime, *, reporter: Report
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
-    warmup = min(200, total_steps // 10 + 1)
-
-    def lr_at(step: int) -> float:  # linear warm-up, then cosine to 2% of the peak
-        if step < warmup:
-            return (step + 1) / warmup
-        t = (step - warmup) / max(1, total_steps - warmup)
-        return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, warmup_cosine(total_steps, min(200, total_steps // 10 + 1), floor=0.02))
     criterion = nn.CrossEntropyLoss(ignore_index=vocab.pad_id)
     progress: dict[str, Any] = {"epoch": 0, "step": 0, "best_bleu4": -1.0, "best_epoch": 0, "best_metrics": {}}
     history: list[EpochRecord] = []
-    if resume is not None:
-        state = load_checkpoint(out / "checkpoint.pt", model=model, optimizer=optimizer, scheduler=scheduler)
+    run = RunFolder.open(out, task="caption", config=asdict(cfg), resume=resume, force=force, writer=dist.is_main)
+    if resume:
+        state = load_checkpoint(run.checkpoint, model=model, optimizer=optimizer, scheduler=scheduler)
         progress.update(state["progress"])
         if state["extra"].get("vocab") and state["extra"]["vocab"] != vocab.to_list():
             raise InputError("the checkpoint's vocabulary differs from this data's; resume with the same data")
         history = [EpochRecord(**h) for h in progress.pop("history", [])]
         reporter.message(f"resumed at epoch {progress['epoch']} of {cfg.epochs}")
+    ddp_model = dist.wrap(model)
 
     def checkpoint() -> Path:
-        return save_checkpoint(out / "checkpoint.pt", model=model, optimizer=optimizer, scheduler=scheduler,
-                               progress={**progress, "history": [asdict(h) for h in history]},
-                               config=asdict(cfg), extra_state={"vocab": vocab.to_list()})
+        if dist.is_main:
+            save_checkpoint(run.checkpoint, model=model, optimizer=optimizer, scheduler=scheduler,
+                            progress={**progress, "history": [asdict(h) for h in history]},
+                            config=asdict(cfg), extra_state={"vocab": vocab.to_list()})
+        return run.checkpoint
 
-    weights_path = out / f"{cfg.name}.safetensors"
     try:
         while progress["epoch"] < cfg.epochs:
             epoch = progress["epoch"] + 1
-            model.train()
+            ddp_model.train()
             if cfg.freeze_encoder:
                 model.cnn.eval()  # frozen BatchNorm statistics too
             gen = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
@@ -199,17 +202,20 @@ def train_caption(cfg: CaptionTrainConfig, runtime: Runtime, *, reporter: Report
             loss_sum, loss_n = 0.0, 0
             reporter.start(f"epoch {epoch}/{cfg.epochs}", total=len(order))
             for lo in range(0, len(order), cfg.batch_size):
-                idx = order[lo: lo + cfg.batch_size]
-                if len(idx) < 2:  # BatchNorm needs two samples; a last batch of one is skipped
+                batch = order[lo: lo + cfg.batch_size]
+                # Every rank draws the captions of the whole batch (the generator stays in step),
+                # then keeps its share of it.
+                if len(batch) < 2 * dist.world_size:  # BatchNorm needs two samples; a tiny last batch is skipped
                     continue
-                caps = []
-                for i in idx:
+                caps_all = []
+                for i in batch:
                     options = train.captions(i)
-                    caps.append(options[int(torch.randint(len(options), (1,), generator=gen))])
+                    caps_all.append(options[int(torch.randint(len(options), (1,), generator=gen))])
+                idx, caps = batch[dist.rank::dist.world_size], caps_all[dist.rank::dist.world_size]
                 ids = runtime.to(encode_batch(vocab, caps, cfg.max_length))
                 images = runtime.to(normalize(train.images(idx)))
                 with runtime.autocast():
-                    logits = model(images, ids[:, :-1])
+                    logits = ddp_model(images, ids[:, :-1])
                 loss = criterion(logits.float().reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -219,27 +225,37 @@ def train_caption(cfg: CaptionTrainConfig, runtime: Runtime, *, reporter: Report
                 progress["step"] += 1
                 loss_sum += float(loss.detach()) * len(idx)
                 loss_n += len(idx)
-                reporter.advance(len(idx), loss=loss_sum / loss_n)
+                reporter.advance(len(batch), loss=loss_sum / loss_n)
             reporter.finish()
-            metrics, _ = evaluate(model, vocab, val, runtime, max_length=cfg.max_length, reporter=reporter)
+            loss_sum, loss_n = dist.all_reduce_sum([loss_sum, loss_n])
+            metrics: dict[str, float] = {}
+            if dist.is_main:
+                metrics, _ = evaluate(model, vocab, val, runtime, max_length=cfg.max_length, reporter=reporter)
+            metrics = dist.broadcast_object(metrics)
             record = EpochRecord(epoch, loss_sum / max(1, loss_n), metrics["bleu1"], metrics["bleu4"],
                                  optimizer.param_groups[0]["lr"], time.perf_counter() - t0)
             history.append(record)
             reporter.row({k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(record).items()})
             progress["epoch"] = epoch
+            run.log("train", {"loss": record.loss, "lr": record.lr, "seconds": record.seconds},
+                    step=progress["step"], epoch=epoch)
+            run.log("val", metrics, step=progress["step"], epoch=epoch)
             meta_metrics = {**{f"val_{k}": round(v, 4) for k, v in metrics.items()}, "epoch": epoch,
                             "val_scenes" if cfg.data == "scenes" else "val_images": len(val)}
-            save_weights_file(out / "last.safetensors", model.state_dict(), weights_meta(cfg, vocab, meta_metrics, recipe))
+            run.save_weights("last", model.state_dict(), weights_meta(cfg, vocab, meta_metrics, recipe))
             if metrics["bleu4"] > progress["best_bleu4"]:
                 progress.update(best_bleu4=metrics["bleu4"], best_epoch=epoch, best_metrics=meta_metrics)
-                save_weights_file(weights_path, model.state_dict(), weights_meta(cfg, vocab, meta_metrics, recipe))
-            with (out / "history.jsonl").open("a", encoding="utf-8") as f:
-                f.write(json.dumps(asdict(record)) + "\n")
+                run.save_weights("best", model.state_dict(), weights_meta(cfg, vocab, meta_metrics, recipe))
+                run.note_best("val_bleu4", metrics["bleu4"], step=progress["step"], epoch=epoch)
             checkpoint()
     except KeyboardInterrupt:
         reporter.finish()
-        raise Interrupted(checkpoint()) from None
-    return CaptionTrainResult(str(out), str(weights_path), progress["best_epoch"], progress["best_metrics"],
+        path = checkpoint()
+        run.interrupted()
+        raise Interrupted(path) from None
+    identical = replicas_identical(model, dist)
+    run.finish(epochs=cfg.epochs, world_size=dist.world_size, ranks_identical=identical)
+    if not dist.is_main:
+        return None
+    return CaptionTrainResult(str(out), str(run.best), progress["best_epoch"], progress["best_metrics"],
                               history, asdict(cfg))
-
-

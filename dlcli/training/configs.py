@@ -193,34 +193,57 @@ class SegmentTrainConfig:
 
 @dataclass
 class CaptionTrainConfig:
-    """Everything a run depends on; stored in the checkpoint so --resume continues the same run."""
+    """Everything a run depends on; stored in the run folder so --resume continues the same run."""
 
-    out: str
-    data: str = "scenes"  # "scenes" or "coco"
-    captions_file: str | None = None  # COCO captions JSON
-    images_dir: str | None = None
-    train_size: int = 8000  # scenes rendered for training
-    val_size: int = 300  # held-out scenes (another seed) for per-epoch BLEU
-    val_fraction: float = 0.05  # COCO: share of images held out
-    image_size: int = 80
-    epochs: int = 10
-    batch_size: int = 32
+    data: str = "scenes"
+    """`scenes` (the synthetic scene world) or `coco` (set by --captions/--images)."""
+    captions_file: str | None = field(default=None, metadata=cli(flag="--captions"))
+    """COCO-format caption annotations (captions_train2017.json layout)."""
+    images_dir: str | None = field(default=None, metadata=cli(flag="--images"))
+    """Folder holding the images the --captions file names."""
+    train_size: int = field(default=8000, metadata=cli(min=1, max=1_000_000))
+    """Scenes rendered for training (world seed --data-seed)."""
+    val_size: int = field(default=300, metadata=cli(min=1, max=100_000))
+    """Held-out scenes for per-epoch BLEU (world seed --data-seed + 1)."""
+    val_fraction: float = field(default=0.05, metadata=cli(min=0.0, max=0.9))
+    """COCO: share of the images held out for validation."""
+    image_size: int = field(default=80, metadata=cli(min=32, max=1024))
+    """Images are squashed to this square size."""
+    epochs: int = field(default=10, metadata=cli(aliases=("-e",), min=1))
+    """Passes over the training set (a resumed run may be given more)."""
+    batch_size: int = field(default=32, metadata=cli(aliases=("-b",), min=2))
+    """Images per step (split over the processes under torchrun)."""
     lr: float = 2e-3
+    """Peak learning rate (AdamW, warm-up then cosine to 2% of it)."""
     weight_decay: float = 0.0
-    max_length: int = 24  # words per caption (training cuts, inference stops)
-    min_count: int = 1  # COCO: words seen fewer times become <unk>
+    """AdamW weight decay."""
+    max_length: int = field(default=24, metadata=cli(min=1, max=200))
+    """Words per caption (training cuts, inference stops)."""
+    min_count: int = field(default=1, metadata=cli(min=1))
+    """COCO: words seen fewer times become <unk>."""
     backbone: str = "small"
-    cnn_width: int = 32
-    cnn_grid: int = 4
-    embed_dim: int = 128
-    hidden_dim: int = 256
-    num_layers: int = 1
-    dropout: float = 0.0
-    freeze_encoder: bool = False
-    encoder_weights: str | None = None  # a classify weights entry (e.g. resnet18.imagenet) for the CNN
+    """Image encoder: small | resnet18 | resnet34 | resnet50."""
+    cnn_width: int = field(default=32, metadata=cli(min=1, max=512))
+    """Channels of the small encoder's first layer."""
+    cnn_grid: int = field(default=4, metadata=cli(min=1, max=16))
+    """Side of the small encoder's pooled feature grid."""
+    embed_dim: int = field(default=128, metadata=cli(min=8, max=4096))
+    """Word (and image) embedding size."""
+    hidden_dim: int = field(default=256, metadata=cli(min=8, max=4096))
+    """LSTM state size."""
+    num_layers: int = field(default=1, metadata=cli(min=1, max=8))
+    """LSTM layers."""
+    dropout: float = field(default=0.0, metadata=cli(min=0.0, max=0.9))
+    """Dropout before the word classifier."""
+    freeze_encoder: bool = field(default=False, metadata=cli(bool_flags="--freeze-encoder/--train-encoder"))
+    """Train only the projection and the decoder (needs --encoder-weights)."""
+    encoder_weights: str | None = None
+    """Start the ResNet encoder from a classify entry, e.g. resnet18.imagenet."""
     name: str = "nic.custom"
-    seed: int = 0
-    data_seed: int = 0  # scenes: world seed of the training set (validation uses data_seed + 1)
+    """Weights name ARCH.TAG recorded in the weights files (and --name registers it)."""
+    seed: int = field(default=0, metadata=cli(skip=True))
+    data_seed: int = field(default=0, metadata=cli(min=0))
+    """Scene world of the training set (validation uses --data-seed + 1)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def model_config(self, vocab_size: int) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from dlcli.cli.config_options import RunOptions, TrainOptions
 from dlcli.cli.app import Options, command, group
 
 
@@ -45,74 +46,63 @@ def register(app: typer.Typer) -> None:
             render.render_caption_report(report, all_candidates)
         raise_for_failures(len(report.failures), len(report.images), "captioned")
 
-    @command(grp, "train")
+    from dlcli.training.configs import CaptionTrainConfig
+
+    @command(grp, "train", config=CaptionTrainConfig, run_folder="runs/caption")
     def train(
-        data: Optional[str] = typer.Option(None, "--data", help="`scenes`: the synthetic scene world (dlcli/data/scenes.py)."),
-        captions: Optional[Path] = typer.Option(None, "--captions", help="COCO-format caption annotations (captions_train2017.json layout)."),
-        images: Optional[Path] = typer.Option(None, "--images", help="Folder holding the images the --captions file names."),
-        out: Path = typer.Option(Path("runs/caption"), "--out", "-o", help="Run folder: NAME.safetensors (best), last.safetensors, checkpoint.pt, history.jsonl."),
-        name: str = typer.Option("nic.custom", "--name", help="Weights name ARCH.TAG recorded in the file (and its file name)."),
-        epochs: int = typer.Option(10, "--epochs", min=1, help="Passes over the training set."),
-        batch_size: int = typer.Option(32, "--batch-size", "-b", min=2, help="Images per step."),
-        lr: float = typer.Option(2e-3, "--lr", help="Peak learning rate (AdamW, warm-up then cosine)."),
-        train_size: int = typer.Option(8000, "--train-size", min=1, help="Scenes rendered for training (world seed --data-seed)."),
-        val_size: int = typer.Option(300, "--val-size", min=1, help="Held-out scenes for per-epoch BLEU (world seed --data-seed + 1)."),
-        val_fraction: float = typer.Option(0.05, "--val-fraction", help="COCO: share of the images held out for validation."),
-        data_seed: int = typer.Option(0, "--data-seed", min=0, help="Scene world of the training set."),
-        image_size: int = typer.Option(80, "--image-size", min=32, help="Images are squashed to this square size."),
-        backbone: str = typer.Option("small", "--backbone", help="small | resnet18 | resnet34 | resnet50."),
-        encoder_weights: Optional[str] = typer.Option(None, "--encoder-weights", help="Start the ResNet encoder from a classify entry, e.g. resnet18.imagenet."),
-        freeze_encoder: bool = typer.Option(False, "--freeze-encoder", help="Train only the projection and the decoder."),
-        embed_dim: int = typer.Option(128, "--embed-dim", min=8, help="Word (and image) embedding size."),
-        hidden_dim: int = typer.Option(256, "--hidden-dim", min=8, help="LSTM state size."),
-        max_length: int = typer.Option(24, "--max-length", min=1, help="Captions are cut to this many words."),
-        min_count: int = typer.Option(1, "--min-count", min=1, help="COCO: rarer words become <unk>."),
-        resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this folder from its checkpoint."),
         *,
+        train: TrainOptions,
+        run: RunOptions,
         opts: Options,
     ) -> None:
-        """Train a captioner with teacher forcing; prints per-epoch loss and validation BLEU."""
+        """Train a captioner with teacher forcing; prints per-epoch loss and validation BLEU (Ctrl-C saves a
+        checkpoint, --resume DIR continues; DDP under torchrun)."""
         import shlex
         import sys
 
         from dlcli import render
+        from dlcli.device import Runtime
         from dlcli.errors import InputError
+        from dlcli.models.nic import BACKBONES
+        from dlcli.progress import NullReporter
         from dlcli.training import caption as trainer
+        from dlcli.training import distributed
 
-        if captions is not None or images is not None:
-            if data not in (None, "coco"):
+        run.check()
+        v = train.values
+        if v["captions_file"] is not None or v["images_dir"] is not None:
+            if "data" in train.given and v["data"] != "coco":
                 raise InputError("give either --data scenes or --captions FILE --images DIR, not both")
-            data = "coco"
-        elif data is None:
-            if resume is None:
-                raise InputError("say what to train on: --data scenes, or --captions FILE.json --images DIR")
-            data = "scenes"  # --resume continues with the data the run was started on
+            v["data"] = "coco"
+        elif "data" not in train.given and not run.resuming:
+            raise InputError("say what to train on: --data scenes, or --captions FILE.json --images DIR")
+        name = v["name"]
         if "." not in name.strip(".") or not name.startswith("nic."):
             raise InputError(f"--name {name!r} must be nic.TAG (e.g. nic.mine)")
-        if freeze_encoder and not encoder_weights and resume is None:
+        if v["freeze_encoder"] and not v["encoder_weights"] and not run.resuming:
             raise InputError("--freeze-encoder needs --encoder-weights (a random encoder would stay random)")
-        cfg = trainer.CaptionTrainConfig(
-            out=str(out), data=data, captions_file=str(captions) if captions else None,
-            images_dir=str(images) if images else None, train_size=train_size, val_size=val_size,
-            val_fraction=val_fraction, image_size=image_size, epochs=epochs, batch_size=batch_size, lr=lr,
-            max_length=max_length, min_count=min_count, backbone=backbone, embed_dim=embed_dim,
-            hidden_dim=hidden_dim, freeze_encoder=freeze_encoder, encoder_weights=encoder_weights, name=name,
-            seed=opts.seed if opts.seed is not None else 0, data_seed=data_seed,
-        )
-        from dlcli.models.nic import BACKBONES
-
-        if backbone not in BACKBONES:
-            raise InputError(f"unknown --backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
+        if v["backbone"] not in BACKBONES:
+            raise InputError(f"unknown --backbone {v['backbone']!r}; choose one of {', '.join(BACKBONES)}")
+        cfg = train.build(CaptionTrainConfig, seed=opts.seed if opts.seed is not None else 0)
         recipe = "dl " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-        rt, reporter = opts.start()
-        result = trainer.train_caption(cfg, rt, reporter=reporter, resume=str(resume) if resume else None,
-                                       offline=opts.offline, recipe=recipe)
+        dist = distributed.setup(opts.device)
+        try:
+            rt = Runtime.create(dist.device_spec(opts.device), opts.precision, opts.seed, opts.deterministic)
+            reporter = opts.reporter() if dist.is_main else NullReporter()  # only rank 0 talks
+            for notice in rt.notices:
+                reporter.message(notice)
+            result = trainer.train_caption(cfg, rt, out=run.folder, resume=run.resuming, force=run.force, dist=dist,
+                                           reporter=reporter, offline=opts.offline, recipe=recipe)
+        finally:
+            dist.close()
+        if result is None:  # not rank 0 under torchrun
+            return
         if opts.json:
             from dataclasses import asdict
 
             render.emit_json(asdict(result))
         else:
-            render.print_table(f"trained {name}", ["", ""], [
+            render.print_table(f"trained {result.config['name']}", ["", ""], [
                 ("best epoch", result.best_epoch),
                 *((k, v) for k, v in result.metrics.items() if k.startswith("val_bleu")),
                 ("weights", result.weights),
