@@ -7,7 +7,7 @@ Prints, for N generated samples and (as the floor) N real held-out training imag
   linear layer) of the sample and of the 10,000 MNIST test images (like FID, with a digit net).
 
     python benchmarks/dcgan_quality.py --data DIR                         # dcgan.mnist vs the test set
-    python benchmarks/dcgan_quality.py --data DIR --weights-file runs/dcgan-mnist/generator.safetensors
+    python benchmarks/dcgan_quality.py --data DIR --weights-file runs/dcgan-mnist/last.safetensors
     python benchmarks/dcgan_quality.py --data DIR --json
 
 DIR holds the MNIST IDX files (also $DL_DATA). Exit code 2 when the classifier is not available.

@@ -66,7 +66,11 @@ def test_train_on_folder_writes_weights_that_generate_loads(tmp_path: Path, monk
     res = trainer.train_dcgan(cfg, tmp_path / "run")
     assert res.steps == 3 and res.epochs_done == 1
     assert (tmp_path / "run" / "samples" / "epoch_001.png").is_file()
-    assert json.loads((tmp_path / "run" / "history.json").read_text())[0]["epoch"] == 1
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["split"], r["epoch"], r["step"]) for r in rows] == [("train", 1, 3)]
+    assert {"loss_d", "loss_g", "d_real", "d_fake", "lr"} <= set(rows[0])
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["state"] == "finished"
+    assert res.weights_file == tmp_path / "run" / "last.safetensors"
 
     from dlcli.device import Runtime
     from dlcli.tasks.generate import generate
@@ -87,13 +91,16 @@ def test_resume_continues_where_it_stopped(tmp_path: Path) -> None:
     assert first.steps == 2
     again = trainer.load_run_config(tmp_path / "run")
     assert again.image_size == 32 and again.epochs == 2
-    rest = trainer.train_dcgan(again, tmp_path / "run", resume=tmp_path / "run")
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["state"] == "interrupted"
+    with pytest.raises(Exception, match="--resume"):  # a new run there is refused
+        trainer.train_dcgan(cfg, tmp_path / "run")
+    rest = trainer.train_dcgan(again, tmp_path / "run", resume=True)
     assert rest.resumed_from == 2 and rest.steps == 8 and rest.epochs_done == 2
     # A resumed run must describe the same models.
     with pytest.raises(Exception, match="width"):
         trainer.train_dcgan(trainer.DCGANConfig(data=str(folder), width=16, image_size=32, latent_dim=8),
                             tmp_path / "run",
-                            resume=tmp_path / "run")
+                            resume=True)
 
 
 def test_mnist_data_is_read_when_present() -> None:

@@ -151,4 +151,4 @@ def test_train_command_refuses_an_unknown_loss(tmp_path: Path, monkeypatch: pyte
     r = runner.invoke(app, ["generate", "train", str(folder), "--out", str(tmp_path / "run"), "--loss", "wgan",
                             "--image-size", "32", "--width", "8", "--device", "cpu", "--quiet"])
     assert r.exit_code == 2 and "--loss must be one of bce, hinge" in r.output
-    assert not (tmp_path / "run" / "generator.safetensors").exists()
+    assert not (tmp_path / "run" / "last.safetensors").exists()

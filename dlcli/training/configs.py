@@ -256,48 +256,53 @@ class CaptionTrainConfig:
 class DCGANConfig:
     """Options of one DCGAN run (saved in the checkpoint and the weights' metadata)."""
 
-    data: str = "mnist"
-    """`mnist`, `fashion-mnist` or a folder of images."""
-    data_dir: str | None = None
-    """Folder holding the MNIST IDX files (for `mnist`), or overriding the Fashion-MNIST location."""
-    epochs: int = 5
-    batch_size: int = 128
+    data: str = field(default="mnist", metadata=cli(skip=True))
+    """`mnist`, `fashion-mnist` or a folder of images (the command's DATA argument)."""
+    data_dir: str | None = field(default=None, metadata=cli(flag="--data"))
+    """Folder with the MNIST/Fashion-MNIST IDX files (default: $DL_DATA, the cache, or a download for mnist; the
+    Debian package's folder for fashion-mnist)."""
+    epochs: int = field(default=5, metadata=cli(aliases=("-e",), min=1))
+    """Epochs in all (a resumed run may be given more)."""
+    batch_size: int = field(default=128, metadata=cli(aliases=("-b",), min=2, max=65536))
+    """Images per step."""
     lr: float = 2e-4
-    """Adam learning rate of G (and of D unless lr_d is given)."""
+    """Adam learning rate of G (and of D unless --lr-d)."""
     lr_d: float | None = None
-    """D's learning rate when it differs from G's (TTUR, Heusel et al. 2017: e.g. G 1e-4, D 4e-4)."""
-    beta1: float = 0.5
-    beta2: float = 0.999
+    """D's learning rate when it differs from G's (TTUR, Heusel et al. 2017: e.g. --lr 1e-4 --lr-d 4e-4)."""
+    beta1: float = field(default=0.5, metadata=cli(min=0.0, max=0.9999))
+    """Adam beta1 (the paper's 0.5; 0 with --loss hinge as in SAGAN)."""
+    beta2: float = field(default=0.999, metadata=cli(min=0.0, max=0.9999))
+    """Adam beta2."""
     lr_schedule: str = "constant"
-    """`constant` (the paper) or `linear`: both rates fall linearly to 0 over the run's steps."""
+    """constant (the paper) | linear (both rates fall to 0 by the last step)."""
     loss: str = "bce"
-    """`bce` (the paper's, with the non-saturating G loss) or `hinge` (SNGAN/SAGAN)."""
+    """bce (the paper's, with the non-saturating G loss) | hinge (SNGAN/SAGAN)."""
     d_norm: str = "batch"
-    """D's normalisation: `batch` (the paper) or `spectral` (Miyato et al. 2018)."""
+    """D's normalisation: batch (the paper) | spectral (Miyato et al. 2018)."""
     init_from: str | None = None
-    """Registered generator weights (a name, e.g. dcgan.mnist) to start G from, instead of the
-    paper's random init."""
-    latent_dim: int = 100
-    width: int = 64
+    """Start G from these registered generator weights (a name, e.g. dcgan.mnist) instead of random."""
+    latent_dim: int = field(default=100, metadata=cli(min=1, max=4096))
+    """Size of the latent vector z."""
+    width: int = field(default=64, metadata=cli(min=1, max=1024))
     """Channels of G's last hidden layer (and D's first); each deeper layer doubles it."""
     image_size: int = 28
-    """28 or 32 for MNIST-like data (28 is native), 32 or 64 for image folders."""
+    """28 | 32 | 64 (default 28 for the MNIST sets, 64 for folders)."""
     channels: int | None = None
-    """1 (grey) or 3 (colour); None: 1 for the MNIST sets, 3 for folders."""
-    label_smoothing: float = 0.1
-    ema: float = 0.999
-    """Decay of an exponential moving average of G's weights, which is what gets saved and sampled
-    (averaging smooths the oscillation of GAN training; Yazici et al. 2019). 0 turns it off."""
-    """Real targets are 1 - this (one-sided smoothing keeps D from getting over-confident)."""
-    checkpoint_every: int = 200
+    """1 (grey) | 3 (colour) (default 1 for the MNIST sets, 3 for folders)."""
+    label_smoothing: float = field(default=0.1, metadata=cli(min=0.0, max=0.5))
+    """Real targets are 1 - this (bce only; one-sided smoothing keeps D from getting over-confident)."""
+    ema: float = field(default=0.999, metadata=cli(min=0.0, max=0.99999))
+    """Decay of a moving average of G's weights, which is what gets saved and sampled (averaging smooths GAN
+    training's oscillation; Yazici et al. 2019). 0 saves G as trained."""
+    checkpoint_every: int = field(default=200, metadata=cli(min=1))
     """Steps between checkpoints (and one at each epoch end)."""
-    limit: int | None = None
-    """Use only the first N training images (quick trials and tests)."""
-    seed: int = 0
-    offline: bool = False
+    limit: int | None = field(default=None, metadata=cli(min=2))
+    """Train on the first N images only (quick trials and tests)."""
+    seed: int = field(default=0, metadata=cli(skip=True))
+    offline: bool = field(default=False, metadata=cli(skip=True))
     """Never download (MNIST is otherwise fetched through torchvision when no --data is given)."""
     name: str = "dcgan.mnist"
-    """The weights name recorded in the output file."""
+    """Weights name recorded in the output (default dcgan.DATA)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -1,10 +1,11 @@
 """DCGAN training: the generator and the discriminator take turns, with the paper's recipe
 (Adam lr 2e-4, beta1 0.5, batch 128, BCE on logits, the non-saturating generator loss).
 
-A run folder holds `checkpoint.pt` (both nets, both optimisers, RNG, counters; written every
-`checkpoint_every` steps and at each epoch end, and on Ctrl-C), `samples/epoch_NNN.png` (a grid
-from a fixed latent batch, so epochs can be compared), `generator.safetensors` (what
-`dl generate --weights-file` reads) and `history.json` (per-epoch losses).
+A run lives in the shared run folder (dlcli/training/run.py): `checkpoint.pt` (both nets, both
+optimisers, RNG, counters; written every `checkpoint_every` steps, at each epoch end and on
+Ctrl-C), `metrics.jsonl` (per-epoch losses), `last.safetensors` (the generator `dl generate
+--weights-file` reads; a GAN has no held-out metric, so there is no best.safetensors) and
+`samples/epoch_NNN.png` (a grid from a fixed latent batch, so epochs can be compared).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from dlcli.models.dcgan import D_NORMS
 from dlcli.media import tensors_to_pil
 from dlcli.progress import NullReporter, Reporter
 from dlcli.training.checkpoint import Interrupted, load_checkpoint, save_checkpoint
+from dlcli.training.run import RunFolder, holds_run
 
 ARCH = "dcgan"
 DATASETS = ("mnist", "fashion-mnist")
@@ -296,11 +298,13 @@ class DCGANRunResult:
 
 
 def train_dcgan(cfg: DCGANConfig, out_dir: Path, *, runtime: Any = None, reporter: Reporter | None = None,
-                resume: Path | None = None, max_steps: int | None = None) -> DCGANRunResult:
-    """Train (or continue) a DCGAN; write checkpoints, sample grids and the generator to out_dir.
+                resume: bool = False, force: bool = False, max_steps: int | None = None) -> DCGANRunResult:
+    """Train (or continue) a DCGAN in the run folder out_dir: checkpoints, metrics, sample grids
+    and the generator.
 
-    `resume`: a run folder (or its checkpoint.pt); its config must describe the same models and
-    data. `max_steps`: stop after this many steps in this call (tests, time-boxed runs)."""
+    `resume`: continue the run in out_dir; its config must describe the same models and data.
+    `force`: start over in a folder that holds a run. `max_steps`: stop after this many steps in
+    this call (tests, time-boxed runs)."""
     reporter = reporter or NullReporter()
     if cfg.epochs < 1 or cfg.batch_size < 1:
         raise InputError("--epochs and --batch-size must be at least 1")
@@ -310,13 +314,19 @@ def train_dcgan(cfg: DCGANConfig, out_dir: Path, *, runtime: Any = None, reporte
         if getattr(cfg, key) not in allowed:
             raise InputError(f"--{key.replace('_', '-')} must be one of {', '.join(allowed)}, "
                              f"got {getattr(cfg, key)!r}")
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).expanduser()
+    if resume and not (out_dir / "checkpoint.pt").is_file():
+        raise InputError(f"--resume {out_dir}: no run to continue there (no checkpoint.pt); give the folder of an "
+                         "earlier run")
+    if not resume and not force and holds_run(out_dir):
+        raise InputError(f"{out_dir} already holds a run; continue it with --resume {out_dir}, start over with "
+                         "--force, or choose another --out")
     device = runtime.device if runtime is not None else torch.device("cpu")
     torch.manual_seed(cfg.seed)
     g, d = build_pair(cfg)
     if runtime is not None:
         g, d = runtime.place(g), runtime.place(d)
-    if cfg.init_from and resume is None:
+    if cfg.init_from and not resume:
         _load_generator_init(g, cfg)
     lr_d = cfg.lr_d if cfg.lr_d is not None else cfg.lr
     opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
@@ -329,14 +339,14 @@ def train_dcgan(cfg: DCGANConfig, out_dir: Path, *, runtime: Any = None, reporte
 
     start_epoch, step, history, resumed_from = 0, 0, [], None
     cfg_json = json.loads(json.dumps(asdict(cfg), default=str))
-    if resume is not None:
+    if resume:
         # Compare the options first: loading a checkpoint of other shapes would fail less clearly.
-        old = asdict(load_run_config(Path(resume)))
+        old = asdict(load_run_config(out_dir))
         for key in ("data", "latent_dim", "width", "image_size", "channels", "d_norm"):
             if old.get(key) != cfg_json.get(key):
                 raise InputError(f"--resume {resume}: the run used {key}={old.get(key)!r}, this call gives "
                                  f"{cfg_json.get(key)!r}; pass the same options (or none of them)")
-        state = load_checkpoint(Path(resume), model=pair, optimizer=opts)
+        state = load_checkpoint(out_dir / "checkpoint.pt", model=pair, optimizer=opts)
         if g_ema is not None:
             # A run from before the average existed starts it from the current generator.
             g_ema.load_state_dict(state["extra"].get("g_ema") or getattr(g, "module", g).state_dict())
@@ -360,7 +370,8 @@ def train_dcgan(cfg: DCGANConfig, out_dir: Path, *, runtime: Any = None, reporte
         for opt, base in ((opt_g, cfg.lr), (opt_d, lr_d)):
             for group in opt.param_groups:
                 group["lr"] = base * frac
-    ckpt = out_dir / "checkpoint.pt"
+    run = RunFolder.open(out_dir, task="generate", config=cfg_json, resume=resume, force=force)
+    ckpt = run.checkpoint
     (out_dir / "samples").mkdir(parents=True, exist_ok=True)
 
     def checkpoint(epoch: int, within: int) -> None:
@@ -378,7 +389,7 @@ def train_dcgan(cfg: DCGANConfig, out_dir: Path, *, runtime: Any = None, reporte
             # `within` (batches already done) skips exactly what was trained.
             perm = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch))
             within = 0
-            if resume is not None and epoch == start_epoch:
+            if resume and epoch == start_epoch:
                 within = int(state["progress"].get("within", 0))
             reporter.start(f"epoch {epoch + 1}/{cfg.epochs}", steps_per_epoch, unit="step")
             if within:
@@ -414,6 +425,8 @@ def train_dcgan(cfg: DCGANConfig, out_dir: Path, *, runtime: Any = None, reporte
                    "seconds": round(time.perf_counter() - t0, 1)}
             history.append(row)
             reporter.row(row)
+            run.log("train", {**{k: v / max(counted, 1) for k, v in sums.items()}, "lr": opt_g.param_groups[0]["lr"],
+                              "lr_d": opt_d.param_groups[0]["lr"]}, step=step, epoch=epoch + 1)
             if g_ema is not None:
                 recalibrate_bn(g_ema, cfg.latent_dim, seed=cfg.seed)
             grid = sample_grid(g_ema if g_ema is not None else g, fixed_z)
@@ -424,6 +437,7 @@ def train_dcgan(cfg: DCGANConfig, out_dir: Path, *, runtime: Any = None, reporte
                 break
     except KeyboardInterrupt:
         checkpoint(epoch, b if "b" in locals() else 0)
+        run.interrupted()
         raise Interrupted(ckpt) from None
 
     epochs_done = history[-1]["epoch"] if history else 0
@@ -438,12 +452,14 @@ def train_dcgan(cfg: DCGANConfig, out_dir: Path, *, runtime: Any = None, reporte
     metrics = {"epochs": epochs_done, "steps": step}
     if history:
         metrics.update({"final_loss_d": history[-1]["loss_d"], "final_loss_g": history[-1]["loss_g"]})
-    weights_file = out_dir / "generator.safetensors"
+    weights_file = run.last
     if g_ema is not None:
         recalibrate_bn(g_ema, cfg.latent_dim, seed=cfg.seed)
     sha = save_generator(weights_file, g_ema if g_ema is not None else g, cfg, metrics, recipe)
-    with atomic_target(out_dir / "history.json") as tmp:
-        tmp.write_text(json.dumps(history, indent=2) + "\n", encoding="utf-8")
+    if max_steps is not None and epochs_done < cfg.epochs:
+        run.interrupted()  # time-boxed: the run is not over, --resume continues it
+    else:
+        run.finish(epochs=epochs_done, steps=step)
     return DCGANRunResult(out_dir, weights_file, sha, epochs_done, step, history, time.perf_counter() - t0,
                           resumed_from)
 
