@@ -306,7 +306,7 @@ def render_dqn_train(report: Any) -> None:
         ("games", report.episodes),
         ("mean score, last 100 games", report.mean_return_100),
         ("best evaluation", report.best_eval),
-        ("final weights", str(report.final_weights)),
+        ("last weights", str(report.final_weights)),
         ("best weights", str(report.best_weights) if report.best_weights else "-"),
         ("time", f"{report.seconds:.0f} s"),
     ]))

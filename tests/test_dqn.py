@@ -226,7 +226,9 @@ def test_tiny_training_run_saves_weights_and_resumes(tmp_path):
     assert report.steps == 120 and report.final_weights.is_file()
     assert (out / "checkpoint.pt").is_file() and (out / "replay.npz").is_file()
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert rows[-1]["step"] == 120 and rows[-1]["loss"] is not None
+    assert rows[-1]["split"] == "train" and rows[-1]["step"] == 120 and rows[-1]["loss"] is not None
+    assert report.final_weights == out / "last.safetensors"
+    assert json.loads((out / "run.json").read_text())["state"] == "finished"
     loaded = load_model(task="dqn", file=report.final_weights)
     assert loaded.spec.name == "dqn.breakout" and loaded.spec.extra["env"] == "ALE/Breakout-v5"
     assert loaded.model.n_actions == 4 and loaded.labels == ["NOOP", "FIRE", "RIGHT", "LEFT"]
@@ -247,7 +249,7 @@ def test_tiny_training_run_saves_weights_and_resumes(tmp_path):
     cfg, ignored = resume_config(out, _tiny_config(total_steps=400, learning_rate=5e-4))
     assert cfg.total_steps == 400 and cfg.n_step == 3 and cfg.double and cfg.learning_rate == 1e-4
     assert ignored == ["learning_rate=0.0005 (the run uses 0.0001)"]
-    result = runner.invoke(app, ["play-dqn", "train", "--resume", "--out", str(out), "--steps", "240",
+    result = runner.invoke(app, ["play-dqn", "train", "--resume", str(out), "--steps", "240",
                                  "--log-every", "40", "--json", "--quiet", "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["steps"] == 240
@@ -310,7 +312,7 @@ def test_cli_train_passes_options(monkeypatch, tmp_path):
 
     seen = {}
 
-    def fake_train(cfg, out, *, runtime, reporter, resume):
+    def fake_train(cfg, out, *, runtime, reporter, resume, force):
         seen.update(cfg=cfg, out=out, resume=resume, device=str(runtime.device))
         raise InputError("stop here")
 
@@ -323,8 +325,8 @@ def test_cli_train_passes_options(monkeypatch, tmp_path):
     assert (cfg.env, cfg.total_steps, cfg.learning_rate, cfg.buffer_size, cfg.learning_starts) == ("pong", 5000, 2e-4, 1000, 100)
     assert cfg.double and cfg.n_step == 3 and cfg.seed == 7 and not seen["resume"] and seen["device"] == "cpu"
     # --resume on a folder without a run is a clear error, before any training
-    missing = runner.invoke(app, ["play-dqn", "train", "--resume", "--out", str(tmp_path / "none")])
-    assert missing.exit_code != 0 and "no run to resume" in missing.output
+    missing = runner.invoke(app, ["play-dqn", "train", "--resume", str(tmp_path / "none")])
+    assert missing.exit_code == 2 and "no run to continue" in missing.output
     # CleanRL defaults when nothing is given
     from dlcli.training.dqn import DQNConfig
 

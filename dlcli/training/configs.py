@@ -310,21 +310,22 @@ class DCGANConfig:
 class DQNConfig:
     """Options of a DQN run (defaults: CleanRL dqn_atari.py, i.e. Nature DQN with Adam)."""
 
-    env: str = "Breakout"
+    env: str = field(default="Breakout", metadata=cli(aliases=("-e",)))
     """Atari game (Breakout, ALE/Breakout-v5, breakout)."""
-    total_steps: int = 10_000_000
+    total_steps: int = field(default=10_000_000, metadata=cli(flag="--steps", aliases=("--total-steps",), min=1,
+                                                              max=10_000_000_000))
     """Agent steps (each is 4 emulator frames)."""
-    learning_rate: float = 1e-4
+    learning_rate: float = field(default=1e-4, metadata=cli(flag="--lr", aliases=("--learning-rate",)))
     """Adam learning rate."""
-    buffer_size: int = 1_000_000
+    buffer_size: int = field(default=1_000_000, metadata=cli(min=16, max=20_000_000))
     """Replay capacity in transitions (~7 KB each)."""
     gamma: float = 0.99
     """Discount factor."""
     tau: float = 1.0
     """Target network update rate (1.0: hard copy)."""
-    target_update: int = 1000
+    target_update: int = field(default=1000, metadata=cli(min=1))
     """Steps between target network updates."""
-    batch_size: int = 32
+    batch_size: int = field(default=32, metadata=cli(aliases=("-b",), min=1, max=65536))
     """Transitions per gradient step."""
     start_epsilon: float = 1.0
     """Exploration epsilon at the start."""
@@ -332,25 +333,25 @@ class DQNConfig:
     """Exploration epsilon after the decay."""
     exploration_fraction: float = 0.10
     """Fraction of total_steps over which epsilon decays linearly."""
-    learning_starts: int = 80_000
+    learning_starts: int = field(default=80_000, metadata=cli(min=0))
     """Steps of acting before the first gradient step."""
-    train_freq: int = 4
+    train_freq: int = field(default=4, metadata=cli(min=1))
     """Steps between gradient steps."""
     double: bool = False
     """Double DQN targets (van Hasselt et al. 2016) instead of the Nature max target."""
-    n_step: int = 1
+    n_step: int = field(default=1, metadata=cli(min=1, max=20))
     """Multi-step returns (1: the Nature one-step target; 3 as in Rainbow learns faster early)."""
-    eval_every: int = 100_000
+    eval_every: int = field(default=100_000, metadata=cli(min=0))
     """Steps between evaluations with the evaluation protocol (0: never)."""
-    eval_episodes: int = 5
+    eval_episodes: int = field(default=5, metadata=cli(min=1, max=10_000))
     """Full games per periodic evaluation."""
-    log_every: int = 10_000
+    log_every: int = field(default=10_000, metadata=cli(min=1))
     """Steps between metric rows."""
-    checkpoint_every: float = 300.0
+    checkpoint_every: float = field(default=300.0, metadata=cli(min=1.0))
     """Seconds between checkpoints."""
     checkpoint_buffer: bool = False
     """Also save the replay buffer with each checkpoint (large: ~N x 7 KB)."""
-    seed: int = 1
+    seed: int = field(default=1, metadata=cli(skip=True))
     """Seed for networks, exploration and environment."""
     name: str = ""
     """Weights name written in the output files (default dqn.<game>)."""

@@ -5,9 +5,10 @@ One environment, epsilon-greedy acting, a uint8 replay buffer, a target network 
 folder:
   checkpoint.pt        everything to continue (networks, optimiser, counters, RNG); `resume=True`
   replay.npz           the replay buffer, only with `checkpoint_buffer` (it is ~N x 7 KB)
-  final.safetensors    the Q-network at the end, with dlcli metadata (`--weights-file` loads it)
+  last.safetensors     the Q-network at the end, with dlcli metadata (`--weights-file` loads it)
   best.safetensors     the Q-network with the best periodic evaluation so far
-  metrics.jsonl        one JSON line per log interval and per evaluation
+  metrics.jsonl        one row per log interval (split train) and per evaluation (split eval)
+  config.json, run.json  the shared run folder's (dlcli/training/run.py)
 Without a saved buffer, a resumed run refills `learning_starts` transitions before learning again.
 """
 
@@ -85,7 +86,7 @@ def _recipe(cfg: DQNConfig) -> str:
 
 
 def train_dqn(cfg: DQNConfig, out_dir: Path, *, runtime: Any, reporter: Reporter | None = None,
-              resume: bool = False) -> DQNTrainReport:
+              resume: bool = False, force: bool = False) -> DQNTrainReport:
     """Train (or continue training) a DQN; see the module docstring for what it writes."""
     import numpy as np
     import torch
@@ -96,6 +97,7 @@ def train_dqn(cfg: DQNConfig, out_dir: Path, *, runtime: Any, reporter: Reporter
     from dlcli.evaluation.dqn import evaluate
     from dlcli.training.checkpoint import Interrupted, load_checkpoint, save_checkpoint
     from dlcli.training.replay import ReplayBuffer
+    from dlcli.training.run import RunFolder, holds_run
     from dlcli.weights.store import save_weights_file, sha256_file
 
     cfg.validate()
@@ -104,10 +106,11 @@ def train_dqn(cfg: DQNConfig, out_dir: Path, *, runtime: Any, reporter: Reporter
     env_id = resolve_game(cfg.env)
     ckpt_path = out_dir / "checkpoint.pt"
     if resume and not ckpt_path.is_file():
-        raise InputError(f"no checkpoint at {ckpt_path}; give the --out folder of the run to resume")
-    if not resume and ckpt_path.exists():
-        raise InputError(f"{out_dir} already holds a run; pass --resume to continue it or choose another --out")
-    out_dir.mkdir(parents=True, exist_ok=True)
+        raise InputError(f"--resume {out_dir}: no run to continue there (no checkpoint.pt); give the folder of an "
+                         "earlier run")
+    if not resume and not force and holds_run(out_dir):
+        raise InputError(f"{out_dir} already holds a run; continue it with --resume {out_dir}, start over with "
+                         "--force, or choose another --out")
 
     env = make_env(env_id, training=True, seed=cfg.seed)
     n_actions = int(env.action_space.n)
@@ -151,12 +154,10 @@ def train_dqn(cfg: DQNConfig, out_dir: Path, *, runtime: Any, reporter: Reporter
     if step >= cfg.total_steps:
         reporter.message(f"the run already reached {step:,} of {cfg.total_steps:,} steps")
 
-    metrics_path = out_dir / "metrics.jsonl"
-    (out_dir / "config.json").write_text(json.dumps(run_config, indent=2, default=str), encoding="utf-8")
-
-    def log(row: dict[str, Any]) -> None:
-        with metrics_path.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(row) + "\n")
+    run = RunFolder.open(out_dir, task="dqn", config=run_config, resume=resume, force=force,
+                         owned_extra=("replay.npz",))
+    if resume:
+        run.write_json("config.json", {"task": "dqn", **run_config})  # a longer --steps is the run's own now
 
     def save_weights(path: Path, metrics: dict[str, Any]) -> None:
         save_weights_file(path, q.state_dict(), weights_meta(cfg, env_id, n_actions, meanings, metrics, _recipe(cfg)))
@@ -209,14 +210,14 @@ def train_dqn(cfg: DQNConfig, out_dir: Path, *, runtime: Any, reporter: Reporter
         q.train()
         scores = [o.score for o in outcomes]
         mean = float(np.mean(scores))
-        row = {"kind": "eval", "step": step, "eval_mean": mean, "eval_std": float(np.std(scores)),
-               "eval_episodes": len(scores), "time": time.time()}
-        evaluations.append({k: row[k] for k in ("step", "eval_mean", "eval_std", "eval_episodes")})
-        log(row)
+        row = {"step": step, "eval_mean": mean, "eval_std": float(np.std(scores)), "eval_episodes": len(scores)}
+        evaluations.append(row)
+        run.log("eval", {k: v for k, v in row.items() if k != "step"}, step=step)
         reporter.row({"step": step, "eval_mean": round(mean, 2), "eval_std": round(row["eval_std"], 2)})
         if best_eval is None or mean > best_eval:
             best_eval = mean
-            save_weights(out_dir / "best.safetensors", {"eval_mean": mean, "eval_episodes": len(scores), "step": step})
+            save_weights(run.best, {"eval_mean": mean, "eval_episodes": len(scores), "step": step})
+            run.note_best("eval_mean", mean, step=step)
 
     obs, _ = env.reset(seed=cfg.seed)
     t_start = time.perf_counter()
@@ -260,12 +261,13 @@ def train_dqn(cfg: DQNConfig, out_dir: Path, *, runtime: Any, reporter: Reporter
                 sps = (step - s_log) / max(now - t_log, 1e-9)
                 t_log, s_log = now, step
                 mean100 = float(np.mean(returns)) if returns else None
-                row = {"kind": "train", "step": step, "episodes": episodes, "return_100": mean100,
-                       "epsilon": round(eps, 4), "loss": float(np.mean(losses)) if losses else None,
-                       "steps_per_s": round(sps, 1), "time": time.time()}
-                log(row)
+                row = {"step": step, "episodes": episodes, "return_100": mean100,
+                       "return": returns[-1] if returns else None, "epsilon": round(eps, 4),
+                       "loss": float(np.mean(losses)) if losses else None, "lr": opt.param_groups[0]["lr"],
+                       "steps_per_s": round(sps, 1)}
+                run.log("train", {k: v for k, v in row.items() if k != "step"}, step=step)
                 reporter.row({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()
-                              if k not in ("kind", "time")})
+                              if k not in ("return", "lr")})
             now = time.perf_counter()
             if now - t_bar >= 1.0 or step == cfg.total_steps:
                 bar_sps = (step - s_bar) / max(now - t_bar, 1e-9)
@@ -281,16 +283,18 @@ def train_dqn(cfg: DQNConfig, out_dir: Path, *, runtime: Any, reporter: Reporter
     except KeyboardInterrupt:
         checkpoint()
         reporter.finish()
-        raise Interrupted(ckpt_path, "dl play-dqn train --resume") from None
+        run.interrupted()
+        raise Interrupted(ckpt_path) from None
     finally:
         env.close()
     reporter.finish()
     checkpoint()
     seconds = time.perf_counter() - t_start
     mean100 = float(np.mean(returns)) if returns else None
-    final = out_dir / "final.safetensors"
+    final = run.last
     save_weights(final, {"train_return_100": mean100, "step": step, "episodes": episodes})
-    best = out_dir / "best.safetensors"
+    best = run.best
+    run.finish(steps=step, episodes=episodes, return_100=mean100, best_eval=best_eval)
     return DQNTrainReport(
         env=env_id, out=out_dir, steps=step, episodes=episodes, mean_return_100=mean100, best_eval=best_eval,
         final_weights=final, best_weights=best if best.is_file() else None, evaluations=tuple(evaluations),

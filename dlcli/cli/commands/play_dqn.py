@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from dlcli.cli.app import Options, command, group
+from dlcli.cli.config_options import RunOptions, TrainOptions
 
 
 def register(app: typer.Typer) -> None:
@@ -45,58 +46,35 @@ def register(app: typer.Typer) -> None:
         else:
             rendering.render_dqn_play(result)
 
-    @command(grp, "train")
+    from dlcli.training.configs import DQNConfig
+
+    @command(grp, "train", config=DQNConfig, run_folder="runs/dqn")
     def train(
-        env: str = typer.Option("Breakout", "--env", "-e", help="Atari game to learn."),
-        steps: int = typer.Option(10_000_000, "--steps", "--total-steps", min=1, help="Agent steps (4 frames each)."),
-        out: Path = typer.Option(Path("runs/dqn"), "--out", "-o", help="Run folder: checkpoint.pt, best/final.safetensors, metrics.jsonl."),
-        lr: float = typer.Option(1e-4, "--lr", "--learning-rate", help="Adam learning rate."),
-        buffer_size: int = typer.Option(1_000_000, "--buffer-size", min=16, help="Replay capacity in transitions (~7 KB each)."),
-        gamma: float = typer.Option(0.99, "--gamma", help="Discount factor."),
-        tau: float = typer.Option(1.0, "--tau", help="Target network update rate (1: hard copy)."),
-        target_update: int = typer.Option(1000, "--target-update", min=1, help="Steps between target network updates."),
-        batch_size: int = typer.Option(32, "--batch-size", "-b", min=1, help="Transitions per gradient step."),
-        start_epsilon: float = typer.Option(1.0, "--start-epsilon", help="Exploration epsilon at the start."),
-        end_epsilon: float = typer.Option(0.01, "--end-epsilon", help="Exploration epsilon after the decay."),
-        exploration_fraction: float = typer.Option(0.10, "--exploration-fraction", help="Fraction of --steps over which epsilon decays linearly."),
-        learning_starts: int = typer.Option(80_000, "--learning-starts", min=0, help="Steps of acting before the first gradient step."),
-        train_freq: int = typer.Option(4, "--train-freq", min=1, help="Steps between gradient steps."),
-        double: bool = typer.Option(False, "--double/--no-double", help="Double DQN targets instead of the Nature max target."),
-        n_step: int = typer.Option(1, "--n-step", min=1, max=20, help="Multi-step returns (1: Nature DQN)."),
-        eval_every: int = typer.Option(100_000, "--eval-every", min=0, help="Steps between evaluations (0: never)."),
-        eval_episodes: int = typer.Option(5, "--eval-episodes", min=1, help="Full games per evaluation."),
-        log_every: int = typer.Option(10_000, "--log-every", min=1, help="Steps between metric rows."),
-        checkpoint_every: float = typer.Option(300.0, "--checkpoint-every", min=1.0, help="Seconds between checkpoints."),
-        checkpoint_buffer: bool = typer.Option(False, "--checkpoint-buffer", help="Also save the replay buffer (large) so --resume continues exactly."),
-        name: Optional[str] = typer.Option(None, "--name", help="Weights name written in the output files (default dqn.<game>)."),
-        resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its checkpoint."),
         *,
+        train: TrainOptions,
+        run: RunOptions,
         opts: Options,
     ) -> None:
-        """Train a DQN (target network, Huber loss, Adam, linear epsilon); defaults follow CleanRL/Nature."""
+        """Train a DQN (target network, Huber loss, Adam, linear epsilon); defaults follow CleanRL/Nature.
+        Ctrl-C saves a checkpoint; --resume DIR continues (its own settings; --steps may grow)."""
         from dlcli import render as rendering
         from dlcli.errors import InputError
-        from dlcli.training.dqn import DQNConfig, train_dqn
+        from dlcli.training.dqn import train_dqn
 
-        if name is not None and (not name.startswith("dqn.") or name == "dqn."):
+        run.check()
+        name = train.values["name"]
+        if name and (not name.startswith("dqn.") or name == "dqn."):
             raise InputError(f"--name must look like dqn.TAG, got {name!r}")
-        cfg = DQNConfig(
-            env=env, total_steps=steps, learning_rate=lr, buffer_size=buffer_size, gamma=gamma, tau=tau,
-            target_update=target_update, batch_size=batch_size, start_epsilon=start_epsilon,
-            end_epsilon=end_epsilon, exploration_fraction=exploration_fraction, learning_starts=learning_starts,
-            train_freq=train_freq, double=double, n_step=n_step, eval_every=eval_every,
-            eval_episodes=eval_episodes, log_every=log_every, checkpoint_every=checkpoint_every,
-            checkpoint_buffer=checkpoint_buffer, seed=opts.seed if opts.seed is not None else 1, name=name or "",
-        )
+        cfg = train.build(DQNConfig, seed=opts.seed if opts.seed is not None else 1)
         rt, reporter = opts.start()
-        if resume:
+        if run.resuming:
             from dlcli.training.dqn import resume_config
 
-            cfg, ignored = resume_config(out, cfg)
+            cfg, ignored = resume_config(run.folder, cfg)
             if ignored:
                 reporter.message("continuing with the run's own settings; ignored: " + ", ".join(ignored))
         reporter.message(f"training on {rt.device} ({rt.dtype_name})")
-        report = train_dqn(cfg, out, runtime=rt, reporter=reporter, resume=resume)
+        report = train_dqn(cfg, run.folder, runtime=rt, reporter=reporter, resume=run.resuming, force=run.force)
         if opts.json:
             rendering.emit_json(report.to_dict())
         else:
