@@ -183,11 +183,24 @@ def train_caption(cfg: CaptionTrainConfig, runtime: Runtime, *, out: Path, resum
         reporter.message(f"resumed at epoch {progress['epoch']} of {cfg.epochs}")
     ddp_model = dist.wrap(model)
 
-    def checkpoint() -> Path:
+    # Mid-epoch position: batches of the current epoch already trained, their loss sums and the
+    # epoch generator's state (it draws the order and each image's caption), so a run stopped by
+    # Ctrl-C continues at the next batch exactly as if it had never stopped.
+    within: dict[str, Any] = {"batches": 0, "loss_sum": 0.0, "loss_n": 0, "gen": None}
+    if resume:
+        within.update(progress.pop("within", {}) or {})
+        if within["batches"]:
+            within["gen"] = state["extra"].get("gen")
+
+    def checkpoint(mid_epoch: torch.Generator | None = None) -> Path:
         if dist.is_main:
+            extra = {"vocab": vocab.to_list()}
+            saved_progress = {**progress, "history": [asdict(h) for h in history]}
+            if mid_epoch is not None and within["batches"]:
+                extra["gen"] = mid_epoch.get_state()
+                saved_progress["within"] = {k: within[k] for k in ("batches", "loss_sum", "loss_n")}
             save_checkpoint(run.checkpoint, model=model, optimizer=optimizer, scheduler=scheduler,
-                            progress={**progress, "history": [asdict(h) for h in history]},
-                            config=asdict(cfg), extra_state={"vocab": vocab.to_list()})
+                            progress=saved_progress, config=asdict(cfg), extra_state=extra)
         return run.checkpoint
 
     try:
@@ -200,12 +213,19 @@ def train_caption(cfg: CaptionTrainConfig, runtime: Runtime, *, out: Path, resum
             order = torch.randperm(len(train), generator=gen).tolist()
             t0 = time.perf_counter()
             loss_sum, loss_n = 0.0, 0
+            skip = within["batches"]
+            if skip:  # continuing an epoch that Ctrl-C stopped
+                gen.set_state(within["gen"])
+                loss_sum, loss_n = float(within["loss_sum"]), int(within["loss_n"])
             reporter.start(f"epoch {epoch}/{cfg.epochs}", total=len(order))
-            for lo in range(0, len(order), cfg.batch_size):
+            if skip:
+                reporter.advance(min(len(order), skip * cfg.batch_size))
+            for lo in range(skip * cfg.batch_size, len(order), cfg.batch_size):
                 batch = order[lo: lo + cfg.batch_size]
                 # Every rank draws the captions of the whole batch (the generator stays in step),
                 # then keeps its share of it.
                 if len(batch) < 2 * dist.world_size:  # BatchNorm needs two samples; a tiny last batch is skipped
+                    within["batches"] += 1
                     continue
                 caps_all = []
                 for i in batch:
@@ -223,8 +243,10 @@ def train_caption(cfg: CaptionTrainConfig, runtime: Runtime, *, out: Path, resum
                 optimizer.step()
                 scheduler.step()
                 progress["step"] += 1
+                within["batches"] += 1
                 loss_sum += float(loss.detach()) * len(idx)
                 loss_n += len(idx)
+                within.update(loss_sum=loss_sum, loss_n=loss_n)
                 reporter.advance(len(batch), loss=loss_sum / loss_n)
             reporter.finish()
             loss_sum, loss_n = dist.all_reduce_sum([loss_sum, loss_n])
@@ -237,6 +259,7 @@ def train_caption(cfg: CaptionTrainConfig, runtime: Runtime, *, out: Path, resum
             history.append(record)
             reporter.row({k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(record).items()})
             progress["epoch"] = epoch
+            within.update(batches=0, loss_sum=0.0, loss_n=0)
             run.log("train", {"loss": record.loss, "lr": record.lr, "seconds": record.seconds},
                     step=progress["step"], epoch=epoch)
             run.log("val", metrics, step=progress["step"], epoch=epoch)
@@ -250,7 +273,7 @@ def train_caption(cfg: CaptionTrainConfig, runtime: Runtime, *, out: Path, resum
             checkpoint()
     except KeyboardInterrupt:
         reporter.finish()
-        path = checkpoint()
+        path = checkpoint(gen if "gen" in locals() else None)
         run.interrupted()
         raise Interrupted(path) from None
     identical = replicas_identical(model, dist)

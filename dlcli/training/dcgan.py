@@ -396,7 +396,7 @@ def train_dcgan(cfg: DCGANConfig, out_dir: Path, *, runtime: Any = None, reporte
                 reporter.advance(within)
             sums = {"loss_d": 0.0, "loss_g": 0.0, "d_real": 0.0, "d_fake": 0.0}
             counted = 0
-            b = within
+            b = done = within  # done: batches of this epoch already trained (what a checkpoint records)
             for b in range(within, steps_per_epoch):
                 idx = perm[b * batch:(b + 1) * batch]
                 real = to_unit(images[idx]).to(device)
@@ -410,6 +410,7 @@ def train_dcgan(cfg: DCGANConfig, out_dir: Path, *, runtime: Any = None, reporte
                     sums[k] += m[k]
                 counted += 1
                 step += 1
+                done = b + 1
                 steps_this_call += 1
                 reporter.advance(1, loss_d=m["loss_d"], loss_g=m["loss_g"])
                 if step % cfg.checkpoint_every == 0:
@@ -436,7 +437,7 @@ def train_dcgan(cfg: DCGANConfig, out_dir: Path, *, runtime: Any = None, reporte
             if max_steps is not None and steps_this_call >= max_steps:
                 break
     except KeyboardInterrupt:
-        checkpoint(epoch, b if "b" in locals() else 0)
+        checkpoint(epoch, done if "done" in locals() else 0)
         run.interrupted()
         raise Interrupted(ckpt) from None
 

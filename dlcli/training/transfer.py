@@ -188,12 +188,15 @@ def train(args: TransferArgs, make_runtime: Callable[[str | None], Any], *, out:
         train_ds = ImageListDataset(train_s, train_tf, mode)
         val_ds = ImageListDataset(val_s, eval_tf, mode)
 
-        def epoch_loader(epoch: int) -> Any:
+        def epoch_loader(epoch: int, skip: int = 0) -> Any:
             # The order of an epoch depends on (seed, epoch) only, so a resumed run sees the same
-            # batches; under DDP each rank takes its shard of the same permutation.
+            # batches (skipping the `skip` it already trained); under DDP each rank takes its shard
+            # of the same permutation. The loader gets its own generator: drawing its base seed from
+            # the global one would shift the dropout masks of a resumed run by one draw.
             perm = torch.randperm(len(train_ds), generator=torch.Generator().manual_seed(args.seed * 1000 + epoch))
-            return DataLoader(train_ds, batch_size=args.batch_size, sampler=ctx.shard(perm).tolist(),
-                              num_workers=args.workers)
+            order = ctx.shard(perm).tolist()[skip * args.batch_size:]
+            return DataLoader(train_ds, batch_size=args.batch_size, sampler=order, num_workers=args.workers,
+                              generator=torch.Generator().manual_seed(args.seed * 1000 + epoch))
 
         steps_per_epoch = len(epoch_loader(0))
         val_dl = DataLoader(val_ds, batch_size=args.batch_size, num_workers=args.workers) if val_s else None
@@ -210,6 +213,7 @@ def train(args: TransferArgs, make_runtime: Callable[[str | None], Any], *, out:
         ddp_model = ctx.wrap(model)
 
         history: list[dict[str, Any]] = []
+        within, partial = 0, [0, 0.0, 0]  # batches of the current epoch already trained, and their sums
         best_acc, best_epoch, start_epoch = -1.0, 0, 0
         run = RunFolder.open(out, task="classify", config=_run_config(args), resume=resume, force=force,
                              writer=rank0)
@@ -223,6 +227,7 @@ def train(args: TransferArgs, make_runtime: Callable[[str | None], Any], *, out:
                                  "options, or --force to start over")
             progress = state["progress"]
             start_epoch, best_acc, best_epoch = progress["epoch"], progress["best_acc"], progress["best_epoch"]
+            within, partial = int(progress.get("within", 0)), progress.get("partial", [0, 0.0, 0])
             history = list(progress["history"])
             reporter.message(f"resumed {out} after epoch {start_epoch}")
 
@@ -236,15 +241,19 @@ def train(args: TransferArgs, make_runtime: Callable[[str | None], Any], *, out:
                        f"{'augmented' if args.augment else 'no augmentation'}"),
         }
         t0 = time.perf_counter()
-        epoch = start_epoch
+        epoch, done, seen, loss_sum, correct = start_epoch, 0, 0, 0.0, 0
         try:
             for epoch in range(start_epoch, args.epochs):
-                train_dl = epoch_loader(epoch)
+                skip = within if epoch == start_epoch else 0
+                done = skip
+                seen, loss_sum, correct = partial if skip else (0, 0.0, 0)
+                train_dl = epoch_loader(epoch, skip)
                 # A frozen backbone stays in eval mode (its batch-norm statistics and dropout as at
                 # inference); the head is a single layer, so its mode does not matter.
                 ddp_model.train(not args.freeze_backbone)
-                reporter.start(f"epoch {epoch + 1}/{args.epochs}", float(len(train_dl)))
-                seen, loss_sum, correct = 0, 0.0, 0
+                reporter.start(f"epoch {epoch + 1}/{args.epochs}", float(skip + len(train_dl)))
+                if skip:
+                    reporter.advance(skip)
                 for x, y in train_dl:
                     x, y = runtime.to(x), runtime.to(y)
                     with runtime.autocast():
@@ -259,6 +268,7 @@ def train(args: TransferArgs, make_runtime: Callable[[str | None], Any], *, out:
                     seen += int(y.numel())
                     loss_sum += batch_loss * int(y.numel())
                     correct += int((logits.detach().argmax(1) == y).sum())
+                    done += 1
                     reporter.advance(1, loss=batch_loss)
                 reporter.finish()
                 seen, loss_sum, correct = ctx.all_reduce_sum([seen, loss_sum, correct])
@@ -293,8 +303,9 @@ def train(args: TransferArgs, make_runtime: Callable[[str | None], Any], *, out:
             reporter.finish()
             if rank0:
                 save_checkpoint(ckpt_path, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
-                                progress={"epoch": epoch, "best_acc": best_acc, "best_epoch": best_epoch,
-                                          "history": history},
+                                progress={"epoch": epoch, "within": done,
+                                          "partial": [seen, loss_sum, correct],
+                                          "best_acc": best_acc, "best_epoch": best_epoch, "history": history},
                                 config=_run_config(args))
             run.interrupted()
             raise Interrupted(ckpt_path) from None

@@ -21,7 +21,9 @@ def train_vision(task: str, config_cls: type, train: TrainOptions, run: RunOptio
     from dlcli.training import distributed
 
     run.check()
-    cfg = train.build(config_cls, seed=opts.seed if opts.seed is not None else 0)
+    seed = {"seed": opts.seed} if opts.seed is not None else ({} if run.resuming else {"seed": 0})
+    # A resumed run keeps its own settings; only what is given on this command line changes.
+    cfg = train.resumed(config_cls, run.folder, **seed) if run.resuming else train.build(config_cls, **seed)
     if task == "detect":
         from dlcli.training.detect import train_detector as trainer
     else:

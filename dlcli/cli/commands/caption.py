@@ -83,7 +83,9 @@ def register(app: typer.Typer) -> None:
             raise InputError("--freeze-encoder needs --encoder-weights (a random encoder would stay random)")
         if v["backbone"] not in BACKBONES:
             raise InputError(f"unknown --backbone {v['backbone']!r}; choose one of {', '.join(BACKBONES)}")
-        cfg = train.build(CaptionTrainConfig, seed=opts.seed if opts.seed is not None else 0)
+        seed = {"seed": opts.seed} if opts.seed is not None else ({} if run.resuming else {"seed": 0})
+        cfg = (train.resumed(CaptionTrainConfig, run.folder, **seed) if run.resuming
+               else train.build(CaptionTrainConfig, **seed))
         recipe = "dl " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         dist = distributed.setup(opts.device)
         try:

@@ -65,7 +65,8 @@ def register(app: typer.Typer) -> None:
         name = train.values["name"]
         if name and (not name.startswith("dqn.") or name == "dqn."):
             raise InputError(f"--name must look like dqn.TAG, got {name!r}")
-        cfg = train.build(DQNConfig, seed=opts.seed if opts.seed is not None else 1)
+        seed = {"seed": opts.seed} if opts.seed is not None else ({} if run.resuming else {"seed": 1})
+        cfg = train.resumed(DQNConfig, run.folder, **seed) if run.resuming else train.build(DQNConfig, **seed)
         rt, reporter = opts.start()
         if run.resuming:
             from dlcli.training.dqn import resume_config
