@@ -188,3 +188,28 @@ def test_dqn_ctrl_c_then_resume_reaches_the_step_budget(tmp_path: Path, monkeypa
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["steps"] == int(more)
     assert json.loads((cut / "run.json").read_text())["state"] == "finished"
+
+
+@pytest.mark.parametrize("trainer", ["detect", "segment", "caption"])
+def test_two_process_torchrun_ends_with_identical_replicas(trainer: str, tmp_path: Path) -> None:
+    """The same command under `torchrun --nproc_per_node 2` (gloo on the CPU): each rank trains on
+    its share of every batch, rank 0 writes the run, and both ranks end with the same weights."""
+    import os
+    import subprocess
+    import sys
+
+    if not torch.distributed.is_available():
+        pytest.skip("torch.distributed is not available in this build")
+    words, make, longer, first, _ = TRAINERS[trainer]
+    run = tmp_path / "run"
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root), "DL_HOME": str(tmp_path / "home")}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "dlcli",
+           *words, *make(tmp_path), longer, first, "--out", str(run), "--device", "cpu", "--seed", "0", "--quiet",
+           "--json"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=280)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    state = json.loads((run / "run.json").read_text())
+    assert state["state"] == "finished" and state["world_size"] == 2 and state["ranks_identical"] is True
+    assert json.loads(proc.stdout)  # one report, from rank 0 only
+    assert [r["split"] for r in _rows(run)].count("train") == 1  # rank 0 alone wrote the metrics

@@ -67,6 +67,17 @@ class Dist:
             return DDP(model, device_ids=[params.device.index])
         return DDP(model)
 
+    def broadcast_buffers(self, model: torch.nn.Module) -> None:
+        """Copy rank 0's buffers (batch-norm running statistics) to every rank. DDP keeps the
+        parameters in step, and sends rank 0's buffers at the start of each forward pass, so after
+        the last one each rank still holds the statistics of its own last batch."""
+        if not self.active:
+            return
+        import torch.distributed as td
+
+        for buf in getattr(model, "module", model).buffers():
+            td.broadcast(buf, src=0)
+
     def all_reduce_sum(self, values: Sequence[float] | torch.Tensor) -> list[float]:
         """Sum numbers (counts, summed losses) over all ranks; every rank gets the total."""
         t = torch.as_tensor(values, dtype=torch.float64).flatten()

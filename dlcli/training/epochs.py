@@ -224,10 +224,12 @@ def run_epochs(
 
 
 def replicas_identical(model: torch.nn.Module, dist: Dist) -> bool:
-    """Under DDP, check that every rank ended with the same weights (a cheap sum of each tensor,
-    compared across ranks); a single process is trivially identical."""
+    """Under DDP, give every rank rank 0's buffers, then check that every rank ended with the same
+    weights (a cheap sum of each tensor, compared across ranks); a single process is trivially
+    identical."""
     if not dist.active:
         return True
+    dist.broadcast_buffers(model)
     module = getattr(model, "module", model)
     sums = [float(t.detach().double().sum()) for t in module.state_dict().values() if t.is_floating_point()]
     total = dist.all_reduce_sum(sums)
