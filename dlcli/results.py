@@ -132,7 +132,10 @@ class ClassifyResult(ResultMixin):
 
 
 @dataclasses.dataclass(frozen=True)
-class ClassifyFailure(ResultMixin):
+class InputFailure(ResultMixin):
+    """One input that could not be processed (unreadable, too large, not an image…), kept in the
+    report of every per-input task (classify, detect, segment, caption) beside the successes."""
+
     index: int
     source: str
     error: str
@@ -144,7 +147,7 @@ class ClassifyReport(ResultMixin):
     top_k: int
     batch_size: int
     images: tuple[ClassifyResult, ...]
-    failures: tuple[ClassifyFailure, ...]
+    failures: tuple[InputFailure, ...]
     seconds: float
     provenance: Provenance
 
@@ -241,19 +244,12 @@ class CaptionItem(ResultMixin):
 
 
 @dataclasses.dataclass(frozen=True)
-class CaptionFailure(ResultMixin):
-    index: int
-    source: str
-    error: str
-
-
-@dataclasses.dataclass(frozen=True)
 class CaptionReport(ResultMixin):
     model: str
     beam_size: int
     max_length: int
     images: tuple[CaptionItem, ...]
-    failures: tuple[CaptionFailure, ...]
+    failures: tuple[InputFailure, ...]
     seconds: float
     provenance: Provenance
 
@@ -348,19 +344,12 @@ class DetectItem(ResultMixin):
 
 
 @dataclasses.dataclass(frozen=True)
-class DetectFailure(ResultMixin):
-    index: int
-    source: str
-    error: str
-
-
-@dataclasses.dataclass(frozen=True)
 class DetectReport(ResultMixin):
     model: str
     threshold: float
     classes: tuple[str, ...] | None  # the --classes filter, if any
     images: tuple[DetectItem, ...]
-    failures: tuple[DetectFailure, ...]
+    failures: tuple[InputFailure, ...]
     seconds: float
     provenance: Provenance
 
@@ -402,7 +391,7 @@ class SegmentItem(ResultMixin):
 class SegmentReport(ResultMixin):
     model: str
     images: tuple[SegmentItem, ...]
-    failures: tuple[DetectFailure, ...]
+    failures: tuple[InputFailure, ...]
     seconds: float
     provenance: Provenance
 

@@ -115,7 +115,7 @@ def caption_images(
 
     from dlcli.domain import DomainGuard
     from dlcli.media import iter_images
-    from dlcli.results import CaptionCandidate, CaptionFailure, CaptionItem, CaptionReport, Provenance
+    from dlcli.results import CaptionCandidate, InputFailure, CaptionItem, CaptionReport, Provenance
     from dlcli.text.search import beam_search, greedy
 
     if not 1 <= beam_size <= MAX_BEAM:
@@ -158,7 +158,7 @@ def caption_images(
     reporter.start("captioning", total=None)
     for index, loaded in enumerate(iter_images(list(inputs), mode=cap.mode, offline=offline, strict=strict)):
         if isinstance(loaded, InputError):
-            failures.append(CaptionFailure(index, _source_of(loaded), loaded.message))
+            failures.append(InputFailure(index, _source_of(loaded), loaded.message))
             continue
         pending.append((index, loaded.source, cap.transform(loaded.image), guard.warning(loaded.image)))
         if len(pending) >= batch_size:

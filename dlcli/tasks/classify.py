@@ -242,7 +242,7 @@ def classify(
     order (what the network saw, for --show-preprocessed)."""
     from dlcli import media
     from dlcli.domain import DomainGuard
-    from dlcli.results import ClassifyFailure, ClassifyReport, ClassifyResult, Prediction, Provenance
+    from dlcli.results import InputFailure, ClassifyReport, ClassifyResult, Prediction, Provenance
 
     if top_k < 1:
         raise InputError(f"--top-k must be at least 1 (got {top_k})")
@@ -259,7 +259,7 @@ def classify(
     def prepared() -> Iterator[Prepared]:
         for index, item in enumerate(media.iter_images(sources, mode=clf.mode, offline=offline, strict=strict)):
             if isinstance(item, Exception):
-                failure = ClassifyFailure(index=index, source=sources[index], error=item.message)
+                failure = InputFailure(index=index, source=sources[index], error=item.message)
                 failures.append(failure)
                 if on_failure is not None:
                     on_failure(failure)
@@ -270,7 +270,7 @@ def classify(
                 detail = exc.message if isinstance(exc, InputError) else f"preprocessing failed ({exc})"
                 if strict:
                     raise InputError(f"{item.source}: {detail}") from None
-                failure = ClassifyFailure(index=index, source=item.source, error=f"{item.source}: {detail}")
+                failure = InputFailure(index=index, source=item.source, error=f"{item.source}: {detail}")
                 failures.append(failure)
                 if on_failure is not None:
                     on_failure(failure)

@@ -229,7 +229,7 @@ def detect(
     detection (`<stem>_<n>_<label>.png`). Bad inputs are skipped and reported (strict: raised)."""
     from dlcli import media
     from dlcli.domain import DomainGuard
-    from dlcli.results import Detection, DetectFailure, DetectItem, DetectReport, Provenance
+    from dlcli.results import Detection, InputFailure, DetectItem, DetectReport, Provenance
 
     if not 0.0 <= threshold <= 1.0:
         raise InputError(f"--threshold must be between 0 and 1 (got {threshold})")
@@ -254,7 +254,7 @@ def detect(
     guard = DomainGuard(det.spec, FOR_PHOTOS, reporter)
 
     def fail(index: int, source: str, message: str) -> None:
-        failure = DetectFailure(index=index, source=source, error=message)
+        failure = InputFailure(index=index, source=source, error=message)
         failures.append(failure)
         if on_failure is not None:
             on_failure(failure)

@@ -205,7 +205,7 @@ def segment(
 
     from dlcli import media
     from dlcli.domain import DomainGuard
-    from dlcli.results import DetectFailure, Provenance, SegmentClass, SegmentItem, SegmentReport
+    from dlcli.results import InputFailure, Provenance, SegmentClass, SegmentItem, SegmentReport
 
     if not 0.0 <= opacity <= 1.0:
         raise InputError(f"--opacity must be between 0 and 1 (got {opacity})")
@@ -227,7 +227,7 @@ def segment(
     try:
         for index, item in enumerate(media.iter_images(sources, mode=seg.mode, offline=offline, strict=strict)):
             if isinstance(item, Exception):
-                failure = DetectFailure(index=index, source=sources[index], error=item.message)
+                failure = InputFailure(index=index, source=sources[index], error=item.message)
                 failures.append(failure)
                 if on_failure is not None:
                     on_failure(failure)
@@ -242,7 +242,7 @@ def segment(
                 message = f"{item.source}: segmentation failed ({lines[0] if lines else type(exc).__name__})"
                 if strict:
                     raise InputError(message) from None
-                failure = DetectFailure(index=index, source=item.source, error=message)
+                failure = InputFailure(index=index, source=item.source, error=message)
                 failures.append(failure)
                 if on_failure is not None:
                     on_failure(failure)
