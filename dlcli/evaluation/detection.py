@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
 
-from dlcli.evaluation.batching import batched
-from dlcli.progress import NullReporter, Reporter
+from dlcli.evaluation.batching import over_batches
+from dlcli.progress import Reporter
 
 if TYPE_CHECKING:
     import torch
@@ -306,12 +306,8 @@ def target_boxes(target: dict[str, Any]) -> ImageBoxes:
 def evaluate_detector(model: torch.nn.Module, samples: Iterable[Sample], runtime: Any,
                       *, batch_size: int = 8, reporter: Reporter | None = None, total: int | None = None) -> DetectionScores:
     """Run `model` over (image, target) samples and score it with COCO's rules (see the module)."""
-    reporter = reporter or NullReporter()
     preds: list[ImageBoxes] = []
     gts: list[ImageBoxes] = []
-    was_training = model.training
-    model.eval()
-    reporter.start("evaluating", total=total, unit="img")
 
     def flush(batch: list[Sample]) -> None:
         with runtime.inference():
@@ -320,12 +316,6 @@ def evaluate_detector(model: torch.nn.Module, samples: Iterable[Sample], runtime
             preds.append(ImageBoxes.of(o["boxes"].double().cpu().numpy(), o["labels"].cpu().numpy(),
                                        o["scores"].double().cpu().numpy()))
             gts.append(target_boxes(t))
-        reporter.advance(len(batch))
 
-    try:
-        for batch in batched(samples, batch_size):
-            flush(batch)
-    finally:
-        reporter.finish()
-        model.train(was_training)
+    over_batches(model, samples, batch_size, flush, reporter=reporter, total=total)
     return mean_average_precision(preds, gts)

@@ -8,8 +8,8 @@ from typing import Any, Iterable
 import numpy as np
 
 from dlcli.data.masks import IGNORE_INDEX
-from dlcli.evaluation.batching import batched
-from dlcli.progress import NullReporter, Reporter
+from dlcli.evaluation.batching import over_batches
+from dlcli.progress import Reporter
 
 
 Sample = tuple[Any, Any]  # image (3, H, W) in [0, 1]; mask (H, W) int64
@@ -62,11 +62,7 @@ def evaluate_segmenter(model: Any, samples: Iterable[Sample], runtime: Any,
     import torch
     import torch.nn.functional as F
 
-    reporter = reporter or NullReporter()
     cm = ConfusionMatrix(num_classes, ignore_index=IGNORE_INDEX)
-    was_training = model.training
-    model.eval()
-    reporter.start("evaluating", total=total, unit="img")
 
     def flush(batch: list[Sample]) -> None:
         # Same-size images are stacked; mixed sizes run one by one.
@@ -82,12 +78,6 @@ def evaluate_segmenter(model: Any, samples: Iterable[Sample], runtime: Any,
                     # Presets that resize (torchvision's): score at the mask's own resolution.
                     lg = F.interpolate(lg[None], size=tuple(m.shape[-2:]), mode="bilinear", align_corners=False)[0]
                 cm.update(m.numpy(), lg.argmax(0).cpu().numpy())
-        reporter.advance(len(batch))
 
-    try:
-        for batch in batched(samples, batch_size):
-            flush(batch)
-    finally:
-        reporter.finish()
-        model.train(was_training)
+    over_batches(model, samples, batch_size, flush, reporter=reporter, total=total)
     return cm
