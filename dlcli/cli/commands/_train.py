@@ -6,8 +6,29 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from dlcli.cli.app import Options
+import typer
+
+from dlcli.cli.app import Options, command
 from dlcli.cli.config_options import RunOptions, TrainOptions
+
+
+def register_vision_train(grp: typer.Typer, task: str, config_cls: type, *, arch: str, what: str,
+                          metric: str) -> None:
+    """`dl detect train` / `dl segment train`: one declaration for both (options generated from
+    the trainer's config, plus --name)."""
+
+    def train(
+        name: Optional[str] = typer.Option(None, "--name", help=f"Also store the best weights as this entry (e.g. {arch}.mine; --force replaces one)."),
+        *,
+        train: TrainOptions,
+        run: RunOptions,
+        opts: Options,
+    ) -> None:
+        train_vision(task, config_cls, train, run, name, opts)
+
+    train.__doc__ = (f"Train {what} (progress, per-epoch {metric}, checkpoints; Ctrl-C saves, --resume continues; "
+                     "DDP under torchrun).")
+    command(grp, "train", config=config_cls, run_folder=f"runs/{task}")(train)
 
 
 def train_vision(task: str, config_cls: type, train: TrainOptions, run: RunOptions, name: Optional[str],

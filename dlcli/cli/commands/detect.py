@@ -8,7 +8,6 @@ from typing import Optional
 import typer
 
 from dlcli.cli.app import Options, command, group
-from dlcli.cli.config_options import RunOptions, TrainOptions
 
 
 def register(app: typer.Typer) -> None:
@@ -58,21 +57,10 @@ def register(app: typer.Typer) -> None:
             render.render_detect(report)
         raise_for_failures(len(report.failures), len(report.images), "read")
 
+    from dlcli.cli.commands._train import register_vision_train
     from dlcli.training.configs import DetectTrainConfig
 
-    @command(grp, "train", config=DetectTrainConfig, run_folder="runs/detect")
-    def train(
-        name: Optional[str] = typer.Option(None, "--name", help="Also store the best weights as this entry (e.g. fasterrcnn_small.mine; --force replaces one)."),
-        *,
-        train: TrainOptions,
-        run: RunOptions,
-        opts: Options,
-    ) -> None:
-        """Train the small Faster R-CNN (progress, per-epoch mAP, checkpoints; Ctrl-C saves, --resume continues;
-        DDP under torchrun)."""
-        from dlcli.cli.commands._train import train_vision
-
-        train_vision("detect", DetectTrainConfig, train, run, name, opts)
+    register_vision_train(grp, "detect", DetectTrainConfig, arch="fasterrcnn_small", what="the small Faster R-CNN", metric="mAP")
 
     @command(grp, "eval")
     def eval_(

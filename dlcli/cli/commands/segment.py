@@ -8,7 +8,6 @@ from typing import Optional
 import typer
 
 from dlcli.cli.app import Options, command, group
-from dlcli.cli.config_options import RunOptions, TrainOptions
 from dlcli.cli.commands._engine import engine_label, engine_options, model_file_option, runtime_option
 
 
@@ -50,21 +49,10 @@ def register(app: typer.Typer) -> None:
             render.render_segment(report)
         raise_for_failures(len(report.failures), len(report.images), "read")
 
+    from dlcli.cli.commands._train import register_vision_train
     from dlcli.training.configs import SegmentTrainConfig
 
-    @command(grp, "train", config=SegmentTrainConfig, run_folder="runs/segment")
-    def train(
-        name: Optional[str] = typer.Option(None, "--name", help="Also store the best weights as this entry (e.g. fcn_small.mine; --force replaces one)."),
-        *,
-        train: TrainOptions,
-        run: RunOptions,
-        opts: Options,
-    ) -> None:
-        """Train the small FCN (progress, per-epoch mIoU, checkpoints; Ctrl-C saves, --resume continues;
-        DDP under torchrun)."""
-        from dlcli.cli.commands._train import train_vision
-
-        train_vision("segment", SegmentTrainConfig, train, run, name, opts)
+    register_vision_train(grp, "segment", SegmentTrainConfig, arch="fcn_small", what="the small FCN", metric="mIoU")
 
     @command(grp, "eval")
     def eval_(
