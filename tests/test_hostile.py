@@ -238,12 +238,13 @@ def test_summary_and_profile_of_the_digit_net() -> None:
     assert_failed_once(huge, 2, "GiB")
 
 
-def test_fine_tune_from_the_digit_net(tmp_path: Path) -> None:
+def ones_and_sevens(folder: Path, per_class: int = 3) -> Path:
+    """An ImageFolder of drawn 1s and 7s (black on white, 40 px): a tiny fine-tuning set."""
     from PIL import ImageDraw
 
     for cls in ("one", "seven"):
-        (tmp_path / "data" / cls).mkdir(parents=True)
-        for i in range(3):
+        (folder / cls).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
             im = Image.new("L", (40, 40), 255)
             d = ImageDraw.Draw(im)
             if cls == "one":
@@ -251,7 +252,12 @@ def test_fine_tune_from_the_digit_net(tmp_path: Path) -> None:
             else:
                 d.line((8, 6, 32, 6), fill=0, width=4)
                 d.line((32, 6, 14 + i, 36), fill=0, width=4)
-            im.save(tmp_path / "data" / cls / f"{i}.png")
+            im.save(folder / cls / f"{i}.png")
+    return folder
+
+
+def test_fine_tune_from_the_digit_net(tmp_path: Path) -> None:
+    ones_and_sevens(tmp_path / "data")
     result = cli("classify", "train", tmp_path / "data", "--from", "deepconvnet.mnist", "--epochs", "1",
                  "--no-augment", "--batch-size", "2", "--out", tmp_path / "run", "-q", "--json")
     assert result.exit_code == 0, result.stderr

@@ -11,7 +11,7 @@ from typing import Callable
 
 import pytest
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 from typer.testing import CliRunner
 
 from dlcli.cli.app import app
@@ -28,17 +28,9 @@ def _mnist(tmp: Path) -> list[str]:
 
 
 def _digits_folder(tmp: Path) -> list[str]:
-    for cls in ("one", "seven"):
-        (tmp / "digits" / cls).mkdir(parents=True, exist_ok=True)
-        for i in range(4):
-            im = Image.new("L", (40, 40), 255)
-            d = ImageDraw.Draw(im)
-            if cls == "one":
-                d.line((20, 5, 20 + i, 35), fill=0, width=4)
-            else:
-                d.line((8, 6, 32, 6), fill=0, width=4)
-                d.line((32, 6, 14 + i, 36), fill=0, width=4)
-            im.save(tmp / "digits" / cls / f"{i}.png")
+    from test_hostile import ones_and_sevens
+
+    ones_and_sevens(tmp / "digits", per_class=4)
     return [str(tmp / "digits"), "--from", "deepconvnet.mnist", "--no-augment", "--batch-size", "2",
             "--val-split", "0.25"]
 
