@@ -19,6 +19,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from dlcli import results
+
 
 def stdout() -> Console:
     # Built on each call so that tests capturing sys.stdout see the output.
@@ -130,7 +132,7 @@ class RichReporter:
 # --- foundation: dl doctor, dl weights --------------------------------------------------------
 
 
-def render_doctor(report: Any) -> None:
+def render_doctor(report: results.DoctorReport) -> None:
     out = stdout()
     out.print(table("Versions", ["package", "version"], [(k, v or "not installed") for k, v in report.versions.items()]))
     out.print(table("Devices", ["device", "name", "matmul", "ms", "fp16", "bf16"],
@@ -161,7 +163,7 @@ def render_weights_list(specs: Any, states: dict[str, str], defaults: set[str]) 
 # --- classify, summary, profile (issue 4) ------------------------------------------------------
 
 
-def render_classify_result(result: Any) -> None:
+def render_classify_result(result: results.ClassifyResult) -> None:
     """One image: rank, label, probability."""
     print_table(result.source, ["rank", "label", "probability"],
                 [(p.rank, p.label, f"{p.probability:.4f}") for p in result.predictions],
@@ -175,7 +177,7 @@ def _count(n: int) -> str:
     return str(n)
 
 
-def render_summary(summary: Any) -> None:
+def render_summary(summary: results.ModelSummary) -> None:
     out = stdout()
     rows = [(l.name, l.type, "x".join(str(d) for d in l.output_shape), _count(l.params) if l.params else "",
              _count(l.macs) if l.macs else "",
@@ -196,7 +198,7 @@ def render_summary(summary: Any) -> None:
                     justify=["right"] * 5))
 
 
-def render_profile(report: Any) -> None:
+def render_profile(report: results.ProfileReport) -> None:
     out = stdout()
     title = (f"{report.model}, input {'x'.join(str(d) for d in report.input_shape)} on "
              f"{report.provenance.device} ({report.provenance.dtype}); forward {report.forward_ms:.2f} ms "
@@ -212,7 +214,7 @@ def render_profile(report: Any) -> None:
 # --- caption (issue 6) -------------------------------------------------------------------------
 
 
-def render_caption_report(report: Any, all_candidates: bool = False) -> None:
+def render_caption_report(report: results.CaptionReport, all_candidates: bool = False) -> None:
     """One row per image (best caption); with all_candidates, every beam candidate below it."""
     rows: list[tuple[Any, ...]] = []
     for item in report.images:
@@ -224,7 +226,7 @@ def render_caption_report(report: Any, all_candidates: bool = False) -> None:
                 ["image", "#", "caption", "log-prob"], rows, justify=["left", "right", "left", "right"])
 
 
-def render_caption_eval(report: Any) -> None:
+def render_caption_eval(report: results.CaptionEvalReport) -> None:
     out = stdout()
     out.print(table(f"{report.model} on {report.data} (beam {report.beam_size})",
                     ["BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4"],
@@ -237,7 +239,7 @@ def render_caption_eval(report: Any) -> None:
 # --- stylize, generate (issue 7) ----------------------------------------------------------------
 
 
-def render_stylize(result: Any) -> None:
+def render_stylize(result: results.StylizeResult) -> None:
     out = stdout()
     i, f = result.initial_losses, result.final_losses
     out.print(table(None, ["loss", "start", "end"], [(k, i.get(k), f.get(k)) for k in ("content", "style", "tv", "total")],
@@ -254,7 +256,7 @@ def _engine(provenance: Any) -> str:
     return provenance.device if provenance.engine == "torch" else provenance.engine
 
 
-def render_generate(result: Any) -> None:
+def render_generate(result: results.GenerateResult) -> None:
     out = stdout()
     for path in result.files:
         out.print(f"wrote {path}")
@@ -264,7 +266,7 @@ def render_generate(result: Any) -> None:
               f"{_engine(result.provenance)}[/]")
 
 
-def render_generate_train(result: Any) -> None:
+def render_generate_train(result: results.GenerateTrainResult) -> None:
     out = stdout()
     if result.history:
         cols = list(result.history[0])
@@ -277,7 +279,7 @@ def render_generate_train(result: Any) -> None:
 # --- play-dqn (issue 8) -------------------------------------------------------------------------
 
 
-def render_dqn_play(result: Any) -> None:
+def render_dqn_play(result: results.DQNPlayResult) -> None:
     out = stdout()
     out.print(f"[dim]{result.game} ({result.env}) · protocol: {result.protocol}[/]")
     policies = [result.agent] + ([result.random] if result.random is not None else [])
@@ -295,7 +297,7 @@ def render_dqn_play(result: Any) -> None:
     out.print(f"[dim]{result.provenance.weights} · {result.provenance.device} · {result.seconds:.1f} s[/]")
 
 
-def render_dqn_train(report: Any) -> None:
+def render_dqn_train(report: results.DQNTrainReport) -> None:
     out = stdout()
     if report.evaluations:
         out.print(table("evaluations (epsilon 0.05, full games)", ["step", "mean", "std", "games"],
@@ -316,7 +318,7 @@ def render_dqn_train(report: Any) -> None:
 # --- detect, segment (issue 5) ------------------------------------------------------------------
 
 
-def render_detect(report: Any) -> None:
+def render_detect(report: results.DetectReport) -> None:
     from pathlib import Path
 
     out = stdout()
@@ -337,7 +339,7 @@ def render_detect(report: Any) -> None:
               f"{len(report.images)} image(s) in {report.seconds:.2f} s[/]")
 
 
-def render_detect_eval(report: Any) -> None:
+def render_detect_eval(report: results.DetectEvalReport) -> None:
     rows = [(label, v["ap50"], v["ap50_95"]) for label, v in report.per_class.items()]
     rows.append(("[bold]mean[/]", report.map50, report.map50_95))
     stdout().print(table(f"{report.model} on {report.data} ({report.ground_truth} objects)",
@@ -353,7 +355,7 @@ def render_detect_eval(report: Any) -> None:
                              ["left"] + ["right"] * 6))
 
 
-def render_segment(report: Any) -> None:
+def render_segment(report: results.SegmentReport) -> None:
     out = stdout()
     for item in report.images:
         rows = [(c.label, c.pixels, f"{c.share:.1%}") for c in item.classes]
@@ -366,14 +368,14 @@ def render_segment(report: Any) -> None:
     out.print(f"[dim]{report.model} · {where} · {len(report.images)} image(s) in {report.seconds:.2f} s[/]")
 
 
-def render_segment_eval(report: Any) -> None:
+def render_segment_eval(report: results.SegmentEvalReport) -> None:
     rows = [(label, iou) for label, iou in report.per_class_iou.items()]
     rows.append(("[bold]mIoU[/]", report.miou))
     rows.append(("[bold]pixel accuracy[/]", report.pixel_accuracy))
     stdout().print(table(f"{report.model} on {report.data}", ["class", "IoU"], rows, ["left", "right"]))
 
 
-def render_vision_train(report: Any, usage: str) -> None:
+def render_vision_train(report: results.VisionTrainReport, usage: str) -> None:
     rows = [(k, v) for k, v in report.metrics.items()]
     rows += [("epochs", report.epochs), ("best weights", report.best), ("time", f"{report.seconds:.1f} s")]
     if report.registered:
@@ -396,7 +398,7 @@ def _mnist_confusion(confusion: Any, pairs: Any) -> None:
                         [(p["pair"], p["count"], *[f"{k} {v}" for k, v in p.items() if "->" in k]) for p in pairs]))
 
 
-def render_mnist_train(report: Any) -> None:
+def render_mnist_train(report: results.MnistTrainReport) -> None:
     out = stdout()
     if report.ensemble > 1:
         out.print(table("Ensemble members", ["seed", "test acc", "errors", "best acc", "best epoch"],
@@ -414,7 +416,7 @@ def render_mnist_train(report: Any) -> None:
         out.print(line)
 
 
-def render_mnist_eval(report: Any) -> None:
+def render_mnist_eval(report: results.MnistEvalReport) -> None:
     _mnist_confusion(report.confusion, report.confused_pairs)
     out = stdout()
     out.print(f"test accuracy: {report.accuracy:.2%} ({report.errors} errors of {report.n}), "
@@ -423,7 +425,7 @@ def render_mnist_eval(report: Any) -> None:
         out.print(f"misclassified digits: {report.misclassified}")
 
 
-def render_export(report: Any) -> None:
+def render_export(report: results.ExportReport) -> None:
     rows: list[tuple[str, Any]] = [
         ("file", f"{report.file} ({_count(report.bytes)}B, {report.format} {report.precision})"),
         ("sha256", report.sha256),
@@ -446,7 +448,7 @@ def render_export(report: Any) -> None:
     print_table(f"exported {report.model}", ["", ""], rows)
 
 
-def render_bench(report: Any) -> None:
+def render_bench(report: results.BenchReport) -> None:
     """One table: a row per runtime and batch size, the accuracy of each runtime beside its rows."""
     scores = {a.runtime: a for a in report.accuracy}
     metric = report.accuracy[0].metric if report.accuracy else "accuracy"
@@ -464,3 +466,55 @@ def render_bench(report: Any) -> None:
                          ["left", "right", "right", "right", "right", "right", "right"]))
     stdout().print(f"[dim]{metric} on {report.data} · {report.cpu} · "
                    f"{report.seconds:.0f} s[/]")
+
+
+def render_transfer(report: results.TransferReport) -> None:
+    print_table(f"fine-tuned {report.base} on {len(report.classes)} classes", ["", ""], [
+        ("best val accuracy", f"{report.best_val_accuracy:.2%} (epoch {report.best_epoch})"),
+        ("images", f"{report.train_images} train, {report.val_images} val"),
+        ("weights", report.weights_file),
+        ("sha256", report.weights_sha256),
+        ("time", f"{report.seconds:.1f} s"),
+        ("use it", f"dl classify IMAGE --weights-file {report.weights_file}"),
+    ])
+
+
+# The table renderer of each result type: `show` is the one entry the commands call.
+_TABLES: dict[type, Any] = {
+    results.TransferReport: render_transfer,
+    results.DoctorReport: render_doctor,
+    results.ClassifyResult: render_classify_result,
+    results.ModelSummary: render_summary,
+    results.ProfileReport: render_profile,
+    results.CaptionEvalReport: render_caption_eval,
+    results.StylizeResult: render_stylize,
+    results.GenerateResult: render_generate,
+    results.GenerateTrainResult: render_generate_train,
+    results.DQNPlayResult: render_dqn_play,
+    results.DQNTrainReport: render_dqn_train,
+    results.DetectReport: render_detect,
+    results.DetectEvalReport: render_detect_eval,
+    results.SegmentReport: render_segment,
+    results.SegmentEvalReport: render_segment_eval,
+    results.MnistTrainReport: render_mnist_train,
+    results.MnistEvalReport: render_mnist_eval,
+    results.ExportReport: render_export,
+    results.BenchReport: render_bench,
+}
+
+
+def show(result: Any, as_json: bool, **options: Any) -> None:
+    """Print `result` as JSON on stdout (`--json`) or as its table(s) on stderr/stdout; `options`
+    go to the table renderer (e.g. all_candidates for captions, usage for a trained model)."""
+    if as_json:
+        emit_json(result.to_dict())
+        return
+    if isinstance(result, results.CaptionReport):
+        render_caption_report(result, **options)
+    elif isinstance(result, results.VisionTrainReport):
+        render_vision_train(result, **options)
+    else:
+        table = _TABLES.get(type(result))
+        if table is None:
+            raise TypeError(f"no table for {type(result).__name__}")
+        table(result, **options)

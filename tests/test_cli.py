@@ -205,3 +205,21 @@ def test_group_help_shows_the_default_subcommands_options(group, option, usage):
     assert "train" in other and " run " not in other
     # The subcommand's own help is unchanged.
     assert option in runner.invoke(app, [group, "run", "--help"]).output
+
+
+def test_every_report_type_has_one_table_renderer() -> None:
+    """`render.show` is the one entry the commands print through: each task's report or result
+    type has a table, and an unknown type is a programming error, not a silent nothing."""
+    import dataclasses
+
+    from dlcli import render, results
+
+    tops = [c for c in vars(results).values() if isinstance(c, type) and dataclasses.is_dataclass(c)
+            and c.__module__ == results.__name__ and c.__name__.endswith(("Report", "Result"))
+            # one image's predictions, and classify's report, whose rows are streamed as each image is done
+            and c.__name__ not in ("ClassifyResult", "ClassifyReport")]
+    missing = [c.__name__ for c in tops if c not in render._TABLES
+               and c not in (results.CaptionReport, results.VisionTrainReport)]
+    assert not missing, missing
+    with pytest.raises(TypeError, match="no table"):
+        render.show(object(), as_json=False)

@@ -3,7 +3,7 @@ the corpus against its references with BLEU-1..4."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -13,10 +13,13 @@ from dlcli.progress import NullReporter, Reporter
 from dlcli.text.search import beam_search, greedy
 from dlcli.text.vocab import Vocab, tokenize
 
+if TYPE_CHECKING:  # typing only: the device manager imports torch
+    from dlcli.device import Runtime
+
 
 
 @torch.no_grad()
-def generate(model: Any, vocab: Vocab, pixels: torch.Tensor, runtime: Any, *, beam_size: int = 1,
+def generate(model: Any, vocab: Vocab, pixels: torch.Tensor, runtime: Runtime, *, beam_size: int = 1,
              max_length: int = 24) -> list[list[Any]]:
     """Candidates (dlcli.text.search.Candidate lists, best first) for uint8 images (B, 3, H, W)."""
     with runtime.inference():
@@ -28,7 +31,7 @@ def generate(model: Any, vocab: Vocab, pixels: torch.Tensor, runtime: Any, *, be
                             beam_size=beam_size) for f in feats]
 
 
-def evaluate(model: Any, vocab: Vocab, data: CaptionSet, runtime: Any, *, beam_size: int = 1,
+def evaluate(model: Any, vocab: Vocab, data: CaptionSet, runtime: Runtime, *, beam_size: int = 1,
              max_length: int = 24, batch_size: int = 64, reporter: Reporter | None = None,
              keep_examples: int = 0) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """Corpus BLEU-1..4 of the best caption per image against its references, and a few examples."""

@@ -26,6 +26,9 @@ import numpy as np
 from dlcli.evaluation.batching import over_batches
 from dlcli.progress import Reporter
 
+if TYPE_CHECKING:  # typing only: the device manager imports torch
+    from dlcli.device import Runtime
+
 if TYPE_CHECKING:
     import torch
 
@@ -303,7 +306,7 @@ def target_boxes(target: dict[str, Any]) -> ImageBoxes:
     return ImageBoxes.of(array("boxes"), array("labels"), crowd=array("iscrowd"), areas=array("area"))
 
 
-def evaluate_detector(model: torch.nn.Module, samples: Iterable[Sample], runtime: Any,
+def evaluate_detector(model: torch.nn.Module, samples: Iterable[Sample], runtime: Runtime,
                       *, batch_size: int = 8, reporter: Reporter | None = None, total: int | None = None) -> DetectionScores:
     """Run `model` over (image, target) samples and score it with COCO's rules (see the module)."""
     preds: list[ImageBoxes] = []

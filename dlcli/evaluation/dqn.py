@@ -8,9 +8,12 @@ from __future__ import annotations
 import random as _random
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from dlcli.progress import NullReporter, Reporter
+
+if TYPE_CHECKING:  # typing only: the device manager imports torch
+    from dlcli.device import Runtime
 
 EVAL_EPSILON = 0.05
 PROTOCOL = (
@@ -27,7 +30,7 @@ class EpisodeOutcome:
     frames: list[Any] = field(default_factory=list)
 
 
-def greedy_policy(model: Any, runtime: Any) -> Callable[[Any], int]:
+def greedy_policy(model: Any, runtime: Runtime) -> Callable[[Any], int]:
     """obs (4, 84, 84) uint8 -> argmax-Q action, run through the device manager."""
     import torch
 
@@ -70,7 +73,7 @@ def play_episode(env: Any, policy: Callable[[Any], int] | None, *, epsilon: floa
     return EpisodeOutcome(score, steps, time.perf_counter() - t0, [f for f in frames if f is not None])
 
 
-def evaluate(model: Any, runtime: Any, game: str, episodes: int, *, epsilon: float = EVAL_EPSILON,
+def evaluate(model: Any, runtime: Runtime, game: str, episodes: int, *, epsilon: float = EVAL_EPSILON,
              seed: int = 0, random_policy: bool = False, reporter: Reporter | None = None,
              record_first: bool = False) -> list[EpisodeOutcome]:
     """Play `episodes` full games with the evaluation protocol (the model's greedy policy with

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from dlcli.data.mnist import load_mnist, to_float
 
+if TYPE_CHECKING:  # typing only: the device manager imports torch
+    from dlcli.device import Runtime
 
 
-def predict_probs(model: torch.nn.Module, images: torch.Tensor, runtime: Any, *, batch: int = 1000,
+
+def predict_probs(model: torch.nn.Module, images: torch.Tensor, runtime: Runtime, *, batch: int = 1000,
                   channels_last: bool = True) -> torch.Tensor:
     """Softmax probabilities (float32, CPU) of `model` for uint8 images N x 28 x 28."""
     was_training = model.training
@@ -63,7 +66,7 @@ def misclassified_grid(images: torch.Tensor, labels: torch.Tensor, pred: torch.T
     return make_grid(tiles, min(ncols, len(tiles)), scale=scale, corner_labels=corners)
 
 
-def evaluate(model: torch.nn.Module, data_dir: Path, runtime: Any, *, channels_last: bool = True) -> dict[str, Any]:
+def evaluate(model: torch.nn.Module, data_dir: Path, runtime: Runtime, *, channels_last: bool = True) -> dict[str, Any]:
     """Test-set accuracy, errors, confusion matrix and most-confused pairs of a model."""
     test_x, test_y = load_mnist(data_dir, "test")
     model = runtime.place(model, channels_last=channels_last)

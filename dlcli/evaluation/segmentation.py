@@ -3,13 +3,16 @@ evaluator that runs a segmenter over held-out (image, mask) samples."""
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
 
 from dlcli.data.masks import IGNORE_INDEX
 from dlcli.evaluation.batching import over_batches
 from dlcli.progress import Reporter
+
+if TYPE_CHECKING:  # typing only: the device manager imports torch
+    from dlcli.device import Runtime
 
 
 Sample = tuple[Any, Any]  # image (3, H, W) in [0, 1]; mask (H, W) int64
@@ -55,7 +58,7 @@ def logits_of(output: Any) -> Any:
     return output["out"] if isinstance(output, dict) else output
 
 
-def evaluate_segmenter(model: Any, samples: Iterable[Sample], runtime: Any,
+def evaluate_segmenter(model: Any, samples: Iterable[Sample], runtime: Runtime,
                        num_classes: int, *, batch_size: int = 16, reporter: Reporter | None = None,
                        total: int | None = None) -> Any:
     """Confusion matrix of `model` over (image, mask) samples (mIoU, pixel accuracy)."""

@@ -3,13 +3,16 @@ device manager. (A leading underscore keeps the registry's task discovery from i
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dlcli.errors import WeightsError
 from dlcli.weights.spec import WeightsSpec
 
+if TYPE_CHECKING:  # typing only: the device manager imports torch
+    from dlcli.device import Runtime
 
-def nan_error(name: str, runtime: Any, what: str = "outputs") -> WeightsError:
+
+def nan_error(name: str, runtime: Runtime, what: str = "outputs") -> WeightsError:
     """NaN or infinite outputs come from the weights (or a low precision they overflow in), not
     from the input: exit 3, never `null` probabilities with exit 0."""
     dtype = getattr(runtime, "dtype_name", "float32")
@@ -21,7 +24,7 @@ def nan_error(name: str, runtime: Any, what: str = "outputs") -> WeightsError:
 class PlacedModel:
     """A loaded model with its preprocessing and labels, placed by the device manager."""
 
-    def __init__(self, loaded: Any, runtime: Any, *, channels_last: bool = False) -> None:
+    def __init__(self, loaded: Any, runtime: Runtime, *, channels_last: bool = False) -> None:
         from dlcli.weights.presets import transform_for
 
         self.loaded = loaded

@@ -10,13 +10,16 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from dlcli.errors import InputError, WeightsError
 from dlcli.progress import NullReporter, Reporter
 from dlcli.weights.presets import Preset, register_preset
 from dlcli.weights.registry import register_arch
 from dlcli.weights.spec import Arch, WeightsSpec
+
+if TYPE_CHECKING:  # typing only: the device manager imports torch
+    from dlcli.device import Runtime
 
 DEFAULT_BEAM = 3
 DEFAULT_MAX_LENGTH = 24
@@ -96,7 +99,7 @@ def load_captioner(name: str | None = None, *, weights_file: str | Path | None =
 def caption_images(
     inputs: Sequence[str],
     *,
-    runtime: Any,
+    runtime: Runtime,
     model: str | None = None,
     weights_file: str | Path | None = None,
     captioner: Captioner | None = None,
@@ -177,7 +180,7 @@ def _source_of(error: InputError) -> str:
 # --- `dl caption eval` ------------------------------------------------------------------------------
 
 
-def evaluate_weights(runtime: Any, *, model: str | None = None, weights_file: str | Path | None = None,
+def evaluate_weights(runtime: Runtime, *, model: str | None = None, weights_file: str | Path | None = None,
                      data: str = "scenes", size: int = 500, data_seed: int = 2, captions_file: str | None = None,
                      images_dir: str | None = None, beam_size: int = 3, max_length: int | None = None,
                      batch_size: int = 32, examples: int = 5, offline: bool = False,

@@ -12,13 +12,16 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from dlcli.errors import InputError, WeightsError
 from dlcli.progress import NullReporter, Reporter
 from dlcli.tasks._placed import PlacedModel, nan_error
 from dlcli.weights import registry
 from dlcli.weights.spec import Arch, PackageSource, WeightsSpec
+
+if TYPE_CHECKING:  # typing only: the device manager imports torch
+    from dlcli.device import Runtime
 
 TASK = "classify"
 
@@ -146,7 +149,7 @@ class Prepared:
 class Classifier(PlacedModel):
     """A loaded model with its preprocessing and labels, placed by the device manager."""
 
-    def __init__(self, loaded: Any, runtime: Any) -> None:
+    def __init__(self, loaded: Any, runtime: Runtime) -> None:
         super().__init__(loaded, runtime, channels_last=runtime.device.type == "cuda")
         if self.labels is None and loaded.spec.extra.get("labels") == "imagenet":
             self.labels = imagenet_categories()
@@ -186,7 +189,7 @@ class Classifier(PlacedModel):
         ]
 
 
-def load_classifier(runtime: Any, *, model: str | None = None, weights_file: str | Path | None = None,
+def load_classifier(runtime: Runtime, *, model: str | None = None, weights_file: str | Path | None = None,
                     offline: bool = False, reporter: Reporter | None = None, random_init: bool = False,
                     model_file: str | Path | None = None, engine: str | None = None) -> Classifier:
     """By name or weights file (run by torch, or by onnxruntime with engine="onnx"), or an exported
@@ -220,7 +223,7 @@ def _batches(prepared: Iterator[Prepared], batch_size: int) -> Iterator[list[Pre
 
 def classify(
     inputs: Sequence[str],
-    runtime: Any,
+    runtime: Runtime,
     *,
     model: str | None = None,
     weights_file: str | Path | None = None,

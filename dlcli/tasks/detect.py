@@ -13,7 +13,7 @@ import glob
 import json
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from dlcli.errors import DLError, InputError, WeightsError
 from dlcli.progress import NullReporter, Reporter
@@ -21,6 +21,9 @@ from dlcli.weights.presets import Preset, register_preset
 from dlcli.tasks._placed import PlacedModel, nan_error
 from dlcli.weights import registry
 from dlcli.weights.spec import Arch, WeightsSpec
+
+if TYPE_CHECKING:  # typing only: the device manager imports torch
+    from dlcli.device import Runtime
 
 TASK = "detect"
 BUNDLED = "fasterrcnn_small.scenes"
@@ -148,7 +151,7 @@ class Detector(PlacedModel):
         return self.transform(small), w / small.size[0]
 
 
-def load_detector(runtime: Any, *, model: str | None = None, weights_file: str | Path | None = None,
+def load_detector(runtime: Runtime, *, model: str | None = None, weights_file: str | Path | None = None,
                   offline: bool = False, reporter: Reporter | None = None, random_init: bool = False,
                   task: str = TASK, bundled: str = BUNDLED, wrap: Callable[[Any, Any], Any] | None = None) -> Any:
     """Load by name / file / the task's default. When no model was named and the default's file is not
@@ -206,7 +209,7 @@ def annotate(image: Any, detections: Sequence[Any]) -> Any:
 
 def detect(
     inputs: Sequence[str],
-    runtime: Any,
+    runtime: Runtime,
     *,
     model: str | None = None,
     weights_file: str | Path | None = None,
@@ -371,7 +374,7 @@ def write_coco_json(report: Any, path: str | Path, *, force: bool = False) -> Pa
 
 
 def evaluate(
-    runtime: Any,
+    runtime: Runtime,
     *,
     model: str | None = None,
     weights_file: str | Path | None = None,

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import random as _random
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from dlcli.evaluation.dqn import EVAL_EPSILON, PROTOCOL, EpisodeOutcome, evaluate, greedy_policy, play_episode  # noqa: F401  (re-exported for the CLI)
 from dlcli.progress import NullReporter, Reporter
 from dlcli.weights.presets import Preset, register_preset
 from dlcli.weights.registry import register_arch
 from dlcli.weights.spec import Arch
+
+if TYPE_CHECKING:  # typing only: the device manager imports torch
+    from dlcli.device import Runtime
 
 def _build(n_actions: int = 4, frames: int = 4) -> Any:
     from dlcli.models.qnetwork import QNetwork
@@ -54,7 +57,7 @@ register_preset(Preset("atari", _atari_frame, mode="L",
 # --- playing with a trained agent (dl play-dqn) ------------------------------------------------
 
 
-def load_agent(runtime: Any, *, weights: str | None = None, weights_file: str | None = None,
+def load_agent(runtime: Runtime, *, weights: str | None = None, weights_file: str | None = None,
                offline: bool = False, reporter: Reporter | None = None) -> Any:
     """The Q-network of a dqn weights entry (or file), placed by the device manager."""
     from dlcli.weights.loader import load_model
@@ -118,7 +121,7 @@ def write_recording(frames: list[Any], path: Any, *, fps: int = 15) -> None:
         raise InputError(f"--record wants a .gif or .mp4 file, not {path.name!r}")
 
 
-def play(runtime: Any, *, game: str | None = None, weights: str | None = None, weights_file: str | None = None,
+def play(runtime: Runtime, *, game: str | None = None, weights: str | None = None, weights_file: str | None = None,
          episodes: int = 10, epsilon: float = EVAL_EPSILON, seed: int = 0, vs_random: bool = False,
          record: Any = None, render: bool = False, offline: bool = False,
          reporter: Reporter | None = None) -> Any:

@@ -21,10 +21,13 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from dlcli.errors import DLError, InputError, WeightsError
 from dlcli.progress import NullReporter, Reporter
+
+if TYPE_CHECKING:  # typing only: the device manager imports torch
+    from dlcli.device import Runtime
 
 EXPORTABLE = ("classify", "segment", "detect", "generate", "dqn")
 RUNNABLE = ("classify", "segment", "generate")  # tasks that run an exported file (--model-file)
@@ -364,7 +367,7 @@ def export(*, model: str | None = None, weights_file: str | Path | None = None, 
            out: str | Path, int8: bool = False, calibrate: str | None = None, calibration_size: int = 1000,
            tolerance: float | None = None, quant_format: str = "qdq", per_channel: bool = True,
            force: bool = False, offline: bool = False, reporter: Reporter | None = None,
-           random_init: bool = False, runtime: Any = None) -> Any:
+           random_init: bool = False, runtime: Runtime = None) -> Any:
     """Export a registered model (or a dlcli weights file) to `out`; see export_loaded."""
     from dlcli.atomic import check_writable
     from dlcli.export import FORMATS, require_onnx
@@ -400,7 +403,7 @@ def export(*, model: str | None = None, weights_file: str | Path | None = None, 
 def export_loaded(loaded: Any, *, fmt: str = "onnx", out: str | Path, int8: bool = False,
                   calibrate: str | None = None, calibration_size: int = 1000, tolerance: float | None = None,
                   quant_format: str = "qdq", per_channel: bool = True, force: bool = False, offline: bool = False,
-                  reporter: Reporter | None = None, runtime: Any = None) -> Any:
+                  reporter: Reporter | None = None, runtime: Runtime = None) -> Any:
     """Export, check against torch, and only then write `out` (atomically; a TorchScript file gets
     its JSON sidecar). The fp32 graph must match torch within `tolerance` (default 1e-4, max abs
     difference over every output); an int8 graph is compared on calibration inputs and bounded only

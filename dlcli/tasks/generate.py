@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from dlcli.errors import InputError
 from dlcli.tasks._placed import nan_error
@@ -19,6 +19,9 @@ from dlcli.progress import NullReporter, Reporter
 from dlcli.weights.presets import Preset, register_preset
 from dlcli.weights import registry
 from dlcli.weights.spec import Arch
+
+if TYPE_CHECKING:  # typing only: the device manager imports torch
+    from dlcli.device import Runtime
 
 TASK = "generate"
 ARCH = "dcgan"
@@ -101,7 +104,7 @@ def walk(points: Any, frames_between: int, loop: bool = True) -> Any:
     return torch.stack(out)
 
 
-def render_images(g: Any, z: Any, runtime: Any, batch: int = 256) -> list[Any]:
+def render_images(g: Any, z: Any, runtime: Runtime, batch: int = 256) -> list[Any]:
     """G(z) as PIL images (L for grey, RGB for colour)."""
     import torch
 
@@ -121,7 +124,7 @@ def _grid_scale(size: int) -> int:
     return 2 if size <= 32 else 1
 
 
-def generate(*, runtime: Any, model: str | None = None, weights_file: str | Path | None = None, n: int = 64,
+def generate(*, runtime: Runtime, model: str | None = None, weights_file: str | Path | None = None, n: int = 64,
              seed: int = 0, out: str | Path = "grid.png", interpolate: int | None = None, frames: int = 8,
              ncols: int | None = None, duration_ms: int = 80, force: bool = False, offline: bool = False,
              reporter: Reporter | None = None, model_file: str | Path | None = None, engine: str | None = None) -> Any:

@@ -15,9 +15,12 @@ from __future__ import annotations
 import statistics
 import time
 from collections import defaultdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dlcli.errors import InputError
+
+if TYPE_CHECKING:  # typing only: the device manager imports torch
+    from dlcli.device import Runtime
 
 CATEGORIES = ("conv", "pool", "fc", "norm", "activation", "other")
 
@@ -43,7 +46,7 @@ def category_of(module: Any) -> str:
     return "other"
 
 
-def profile_module(model: Any, runtime: Any, input_shape: tuple[int, ...], *, batch_size: int = 1,
+def profile_module(model: Any, runtime: Runtime, input_shape: tuple[int, ...], *, batch_size: int = 1,
                    warmup: int = 3, repeats: int = 10, name: str = "model", weights: str | None = None) -> Any:
     """Time `model` (already on the runtime's device, in eval mode) on random input."""
     import torch
@@ -130,7 +133,7 @@ def profile_module(model: Any, runtime: Any, input_shape: tuple[int, ...], *, ba
     )
 
 
-def profile(model: str, runtime: Any, *, batch_size: int = 1, input_size: int | None = None,
+def profile(model: str, runtime: Runtime, *, batch_size: int = 1, input_size: int | None = None,
             warmup: int = 3, repeats: int = 10) -> Any:
     """Profile an architecture or weights entry by name, randomly initialised (time does not
     depend on the weights' values)."""

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from dlcli.errors import DLError, InputError, WeightsError
 from dlcli.progress import NullReporter, Reporter
 from dlcli.tasks._placed import PlacedModel, nan_error
 from dlcli.weights import registry
 from dlcli.weights.spec import Arch
+
+if TYPE_CHECKING:  # typing only: the device manager imports torch
+    from dlcli.device import Runtime
 
 TASK = "segment"
 BUNDLED = "fcn_small.scenes"
@@ -140,7 +143,7 @@ class Segmenter(PlacedModel):
         return upsample_argmax(logits, h, w)
 
 
-def load_segmenter(runtime: Any, *, model: str | None = None, weights_file: str | Path | None = None,
+def load_segmenter(runtime: Runtime, *, model: str | None = None, weights_file: str | Path | None = None,
                    offline: bool = False, reporter: Reporter | None = None, random_init: bool = False,
                    model_file: str | Path | None = None, engine: str | None = None) -> Segmenter:
     """By name, weights file or the default (torch, or onnxruntime with engine="onnx"), or an
@@ -185,7 +188,7 @@ def overlay(image: Any, mask: Any, n: int, opacity: float) -> Any:
 
 def segment(
     inputs: Sequence[str],
-    runtime: Any,
+    runtime: Runtime,
     *,
     model: str | None = None,
     weights_file: str | Path | None = None,
@@ -274,7 +277,7 @@ def segment(
 
 
 def evaluate(
-    runtime: Any,
+    runtime: Runtime,
     *,
     model: str | None = None,
     weights_file: str | Path | None = None,

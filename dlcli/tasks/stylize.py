@@ -23,12 +23,15 @@ import math
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from dlcli.errors import InputError, WeightsError
 from dlcli.progress import NullReporter, Reporter
 from dlcli.weights import registry
 from dlcli.weights.spec import Arch, PackageSource, WeightsSpec
+
+if TYPE_CHECKING:  # typing only: the device manager imports torch
+    from dlcli.device import Runtime
 
 TASK = "stylize"
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -436,7 +439,7 @@ def tv_loss(x: Any) -> Any:
 
 
 def run_gatys(net: Any, norm: Callable[[Any], Any], content: Any, styles: Sequence[Any], options: StylizeOptions,
-              *, runtime: Any = None, reporter: Reporter | None = None,
+              *, runtime: Runtime = None, reporter: Reporter | None = None,
               on_snapshot: Callable[[int, Any], None] | None = None) -> tuple[Any, GatysStats]:
     """Optimise an image (same size as `content`, RGB 0..1, (1, 3, H, W) tensors on the
     runtime's device) towards `content`'s features and the blended Gram matrices of `styles`.
@@ -554,7 +557,7 @@ def _nullcontext() -> Any:
 # --- the whole task ----------------------------------------------------------------------------
 
 
-def default_size(runtime: Any) -> int:
+def default_size(runtime: Runtime) -> int:
     """Smaller on a CPU (a VGG19 step at 512 px takes seconds there), larger on a GPU."""
     return 512 if runtime is not None and runtime.device.type in ("cuda", "mps") else 256
 
@@ -563,7 +566,7 @@ def snapshot_path(out: Path, step: int) -> Path:
     return out.with_name(f"{out.stem}_{step:04d}{out.suffix}")
 
 
-def stylize(content: str, styles: Sequence[str], *, out: str | Path, options: StylizeOptions, runtime: Any,
+def stylize(content: str, styles: Sequence[str], *, out: str | Path, options: StylizeOptions, runtime: Runtime,
             model: str | None = None, weights_file: str | Path | None = None, offline: bool = False,
             force: bool = False, reporter: Reporter | None = None) -> Any:
     """Load the images and the feature net, run Gatys' optimisation, write the result (and

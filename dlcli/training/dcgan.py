@@ -15,7 +15,7 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -28,6 +28,9 @@ from dlcli.media import tensors_to_pil
 from dlcli.progress import NullReporter, Reporter
 from dlcli.training.checkpoint import Interrupted, load_checkpoint, save_checkpoint
 from dlcli.training.run import RunFolder, holds_run
+
+if TYPE_CHECKING:  # typing only: the device manager imports torch
+    from dlcli.device import Runtime
 
 ARCH = "dcgan"
 DATASETS = ("mnist", "fashion-mnist")
@@ -168,7 +171,7 @@ def _g_loss(kind: str, logits: torch.Tensor) -> torch.Tensor:
 
 def train_step(g: nn.Module, d: nn.Module, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
                real: torch.Tensor, latent_dim: int, real_target: float = 1.0,
-               runtime: Any = None, loss: str = "bce") -> dict[str, float]:
+               runtime: Runtime = None, loss: str = "bce") -> dict[str, float]:
     """One D update then one G update. Returns the losses and D's mean outputs (as probabilities)
     on real and fake images."""
     n = real.shape[0]
@@ -297,7 +300,7 @@ class DCGANRunResult:
     resumed_from: int | None
 
 
-def train_dcgan(cfg: DCGANConfig, out_dir: Path, *, runtime: Any = None, reporter: Reporter | None = None,
+def train_dcgan(cfg: DCGANConfig, out_dir: Path, *, runtime: Runtime = None, reporter: Reporter | None = None,
                 resume: bool = False, force: bool = False, max_steps: int | None = None) -> DCGANRunResult:
     """Train (or continue) a DCGAN in the run folder out_dir: checkpoints, metrics, sample grids
     and the generator.

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -26,6 +26,9 @@ from dlcli.progress import NullReporter, Reporter
 from dlcli.training.distributed import Dist
 from dlcli.training.epochs import SplitData, TrainSummary, open_config, run_epochs, scene_weights_meta
 from dlcli.training.run import RunFolder
+
+if TYPE_CHECKING:  # typing only: the device manager imports torch
+    from dlcli.device import Runtime
 
 ARCH = "fasterrcnn_small"
 LICENSE = "MIT (trained by the dlcli authors on generated scenes)"
@@ -80,7 +83,7 @@ def init_backbone(model: torch.nn.Module, name: str) -> int:
         raise WeightsError(f"--init-from {name}: {exc}; use the same --width as the FCN") from None
 
 
-def train_detector(cfg: DetectTrainConfig, out: Path, runtime: Any, *, resume: bool = False, force: bool = False,
+def train_detector(cfg: DetectTrainConfig, out: Path, runtime: Runtime, *, resume: bool = False, force: bool = False,
                    reporter: Reporter | None = None, dist: Dist | None = None) -> TrainSummary:
     """Train (or continue training) the small Faster R-CNN; returns where the best weights are."""
     from dlcli.device import seed_everything

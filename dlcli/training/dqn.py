@@ -21,12 +21,15 @@ import random
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dlcli.training.configs import DQNConfig
 from dlcli.errors import InputError
 from dlcli.progress import NullReporter, Reporter
 from dlcli.results import DQNTrainReport, Provenance
+
+if TYPE_CHECKING:  # typing only: the device manager imports torch
+    from dlcli.device import Runtime
 
 
 # Options that may change between a run and its resumption (they do not change what is learned).
@@ -85,7 +88,7 @@ def _recipe(cfg: DQNConfig) -> str:
     return env + " ".join(parts)
 
 
-def train_dqn(cfg: DQNConfig, out_dir: Path, *, runtime: Any, reporter: Reporter | None = None,
+def train_dqn(cfg: DQNConfig, out_dir: Path, *, runtime: Runtime, reporter: Reporter | None = None,
               resume: bool = False, force: bool = False) -> DQNTrainReport:
     """Train (or continue training) a DQN; see the module docstring for what it writes."""
     import numpy as np

@@ -16,7 +16,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +31,9 @@ from dlcli.training.checkpoint import Interrupted, load_checkpoint, save_checkpo
 from dlcli.training.distributed import Dist
 from dlcli.training.run import RunFolder, holds_run
 from dlcli.training.schedules import lr_factor
+
+if TYPE_CHECKING:  # typing only: the device manager imports torch
+    from dlcli.device import Runtime
 
 LABELS = [str(d) for d in range(10)]
 SCHEDULES = MNIST_SCHEDULES
@@ -160,7 +163,7 @@ def _state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 def train_member(
     cfg: MnistTrainConfig,
     data: dict[str, torch.Tensor],
-    runtime: Any,
+    runtime: Runtime,
     *,
     member_seed: int,
     out_dir: Path | None,
@@ -318,7 +321,7 @@ class TrainOutcome:
 def train(
     cfg: MnistTrainConfig,
     data_dir: Path,
-    runtime: Any,
+    runtime: Runtime,
     *,
     out_dir: Path | None,
     dist: Dist | None = None,

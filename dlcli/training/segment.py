@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -26,6 +26,9 @@ from dlcli.progress import NullReporter, Reporter
 from dlcli.training.distributed import Dist
 from dlcli.training.epochs import SplitData, TrainSummary, open_config, run_epochs, scene_weights_meta
 from dlcli.training.run import RunFolder
+
+if TYPE_CHECKING:  # typing only: the device manager imports torch
+    from dlcli.device import Runtime
 
 ARCH = "fcn_small"
 LICENSE = "MIT (trained by the dlcli authors on generated scenes)"
@@ -54,7 +57,7 @@ def weights_meta(cfg: SegmentTrainConfig, metrics: dict[str, Any], steps: int) -
     return scene_weights_meta(cfg, arch=ARCH, task="segment", metrics=metrics, recipe=recipe, license=LICENSE)
 
 
-def train_segmenter(cfg: SegmentTrainConfig, out: Path, runtime: Any, *, resume: bool = False, force: bool = False,
+def train_segmenter(cfg: SegmentTrainConfig, out: Path, runtime: Runtime, *, resume: bool = False, force: bool = False,
                     reporter: Reporter | None = None, dist: Dist | None = None) -> TrainSummary:
     """Train (or continue training) the small FCN; returns where the best weights are."""
     from dlcli.device import seed_everything

@@ -8,15 +8,17 @@ once. Under `torchrun` it runs DistributedDataParallel through dlcli.training.di
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from dlcli.training.configs import TransferArgs
 from dlcli.errors import DataError, InputError, WeightsError
 from dlcli.progress import NullReporter, Reporter
+
+if TYPE_CHECKING:  # typing only: the device manager imports torch
+    from dlcli.device import Runtime
 
 
 # --- the model's head -------------------------------------------------------------------------------
@@ -108,7 +110,7 @@ def _run_config(args: TransferArgs) -> dict[str, Any]:
     return d
 
 
-def evaluate(model: Any, loader: Any, runtime: Any) -> tuple[float, float, int]:
+def evaluate(model: Any, loader: Any, runtime: Runtime) -> tuple[float, float, int]:
     """(mean loss, accuracy, n) on a loader."""
     import torch.nn.functional as F
 

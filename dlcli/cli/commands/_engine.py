@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
+
+if TYPE_CHECKING:  # typing only: the device manager imports torch
+    from dlcli.device import Runtime
 
 RUNTIME_HELP = ("torch (default) | onnx: run the weights in onnxruntime on the CPU, exported and checked once "
                 "into the cache ($DL_HOME/exported, keyed by the weights' SHA-256).")
@@ -40,7 +43,7 @@ def engine_options(opts: Any, engine: Optional[str], model_file: Optional[Path])
     return dataclasses.replace(opts, device="cpu")
 
 
-def engine_label(model: Any, runtime: Any) -> str:
+def engine_label(model: Any, runtime: Runtime) -> str:
     """What a command's status line names: onnxruntime's version and precision, or device and dtype."""
     engine = getattr(model, "engine", None)
     return engine if engine else f"{runtime.device} ({runtime.dtype_name})"

@@ -62,9 +62,6 @@ def train_vision(task: str, config_cls: type, train: TrainOptions, run: RunOptio
         report = VisionTrainReport(task=task, out=summary.out, best=summary.best, registered=registered,
                                    epochs=summary.epochs, metrics=summary.metrics, seconds=summary.seconds,
                                    provenance=Provenance.collect(rt, registered, None))
-        if opts.json:
-            render.emit_json(report.to_dict())
-        else:
-            render.render_vision_train(report, f"dl {task} IMAGE")
+        render.show(report, opts.json, usage=f"dl {task} IMAGE")
     finally:
         dist.close()

@@ -39,7 +39,4 @@ def register(app: typer.Typer) -> None:
         report = run_bench(model, runtimes=runtimes, batch_sizes=batch_size, data=data, calibrate=calibrate,
                            calibration_size=calibration_size, eval_size=eval_size, threads=threads, rounds=rounds,
                            offline=opts.offline, reporter=reporter, runtime=rt)
-        if opts.json:
-            render.emit_json(report.to_dict())
-        else:
-            render.render_bench(report)
+        render.show(report, opts.json)

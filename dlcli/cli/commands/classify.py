@@ -119,16 +119,6 @@ def register(app: typer.Typer) -> None:
                                 device=opts.device, offline=opts.offline, reporter=opts.reporter())
         if report is None:  # not rank 0 under torchrun
             return
-        if opts.json:
-            render.emit_json(report.to_dict())
-        else:
-            render.print_table(f"fine-tuned {report.base} on {len(report.classes)} classes", ["", ""], [
-                ("best val accuracy", f"{report.best_val_accuracy:.2%} (epoch {report.best_epoch})"),
-                ("images", f"{report.train_images} train, {report.val_images} val"),
-                ("weights", report.weights_file),
-                ("sha256", report.weights_sha256),
-                ("time", f"{report.seconds:.1f} s"),
-                ("use it", f"dl classify IMAGE --weights-file {report.weights_file}"),
-            ])
+        render.show(report, opts.json)
 
     app.add_typer(grp)

@@ -43,7 +43,4 @@ def register(app: typer.Typer) -> None:
         report = run_export(model=model, weights_file=weights_file, fmt=fmt, out=out, int8=int8, calibrate=calibrate,
                             calibration_size=calibration_size, tolerance=tolerance, per_channel=not per_tensor,
                             force=force, offline=opts.offline, reporter=reporter, runtime=rt)
-        if opts.json:
-            render.emit_json(report.to_dict())
-        else:
-            render.render_export(report)
+        render.show(report, opts.json)

@@ -42,10 +42,7 @@ def register(app: typer.Typer) -> None:
         result = task.generate(runtime=rt, model=model, weights_file=weights_file, n=n, seed=seed, out=out,
                                interpolate=interpolate, frames=frames, ncols=ncols, force=force,
                                offline=opts.offline, reporter=reporter, model_file=model_file, engine=engine)
-        if opts.json:
-            render.emit_json(result.to_dict())
-        else:
-            render.render_generate(result)
+        render.show(result, opts.json)
 
     from dlcli.training.configs import DCGANConfig
 
@@ -94,9 +91,6 @@ def register(app: typer.Typer) -> None:
             seconds=round(res.seconds, 1), resumed_from_step=res.resumed_from,
             provenance=Provenance.collect(rt, cfg.name, res.sha256),
         )
-        if opts.json:
-            render.emit_json(result.to_dict())
-        else:
-            render.render_generate_train(result)
+        render.show(result, opts.json)
 
     app.add_typer(grp)

@@ -76,9 +76,6 @@ def register(app: typer.Typer) -> None:
                 reporter.message("continuing with the run's own settings; ignored: " + ", ".join(ignored))
         reporter.message(f"training on {rt.device} ({rt.dtype_name})")
         report = train_dqn(cfg, run.folder, runtime=rt, reporter=reporter, resume=run.resuming, force=run.force)
-        if opts.json:
-            rendering.emit_json(report.to_dict())
-        else:
-            rendering.render_dqn_train(report)
+        rendering.show(report, opts.json)
 
     app.add_typer(grp)

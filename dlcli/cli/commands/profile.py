@@ -32,7 +32,4 @@ def register(app: typer.Typer) -> None:
             report = run_profile(model, rt, batch_size=batch_size, input_size=input_size, warmup=warmup, repeats=repeats)
         finally:
             reporter.finish()
-        if opts.json:
-            render.emit_json(report.to_dict())
-        else:
-            render.render_profile(report)
+        render.show(report, opts.json)

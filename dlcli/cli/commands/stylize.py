@@ -55,7 +55,4 @@ def register(app: typer.Typer) -> None:
         rt, reporter = opts.start()
         result = task.stylize(content, styles, out=out, options=options, runtime=rt, model=model,
                               weights_file=weights_file, offline=opts.offline, force=force, reporter=reporter)
-        if opts.json:
-            render.emit_json(result.to_dict())
-        else:
-            render.render_stylize(result)
+        render.show(result, opts.json)

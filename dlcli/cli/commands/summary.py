@@ -24,7 +24,4 @@ def register(app: typer.Typer) -> None:
         from dlcli.tasks.summary import summarize
 
         result = summarize(model, input_size=input_size, channels=channels)
-        if opts.json:
-            render.emit_json(result.to_dict())
-        else:
-            render.render_summary(result)
+        render.show(result, opts.json)
