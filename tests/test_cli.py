@@ -223,3 +223,21 @@ def test_every_report_type_has_one_table_renderer() -> None:
     assert not missing, missing
     with pytest.raises(TypeError, match="no table"):
         render.show(object(), as_json=False)
+
+
+def test_renamed_options_still_work_with_a_deprecation_notice(tmp_path) -> None:
+    """Old spellings are hidden aliases: they work, say once that they are deprecated, and are not
+    in --help."""
+    from typer.testing import CliRunner
+
+    from dlcli.cli.app import app
+
+    runner = CliRunner()
+    help_text = runner.invoke(app, ["play-dqn", "train", "--help"]).output
+    assert "--steps" in help_text and "--total-steps" not in help_text
+    # An impossible value for the new name shows the old spelling was mapped onto it.
+    r = runner.invoke(app, ["play-dqn", "train", "--total-steps", "0", "--out", str(tmp_path / "r")])
+    assert r.exit_code == 2 and "--total-steps is deprecated; use --steps" in r.output
+    assert "Invalid value for '--steps'" in r.output
+    r = runner.invoke(app, ["caption", "train", "--val-fraction=2", "--out", str(tmp_path / "c")])
+    assert r.exit_code == 2 and "--val-fraction is deprecated; use --val-split" in r.output

@@ -23,7 +23,7 @@ os.environ.setdefault("TYPER_USE_RICH", "0")
 
 import click  # noqa: E402
 import typer  # noqa: E402
-from typer.core import TyperGroup  # noqa: E402
+from typer.core import TyperCommand, TyperGroup  # noqa: E402
 
 from dlcli import __version__  # noqa: E402
 from dlcli.errors import EXIT_INTERRUPTED, DLError  # noqa: E402
@@ -201,15 +201,40 @@ def run_guarded(debug: bool, fn: Callable[[], Any]) -> Any:
         raise typer.Exit(1) from None
 
 
+class RenamingCommand(TyperCommand):
+    """A command that still accepts the old spellings of renamed options (hidden from help): each
+    is rewritten to its new name with a one-line deprecation notice on stderr."""
+
+    renamed: dict[str, str] = {}
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        rewritten, told = [], set()
+        for i, arg in enumerate(args):
+            if arg == "--":
+                rewritten += args[i:]
+                break
+            flag, eq, value = arg.partition("=")
+            new = self.renamed.get(flag)
+            if new is not None:
+                if flag not in told:
+                    sys.stderr.write(f"note: {flag} is deprecated; use {new}\n")
+                    told.add(flag)
+                arg = new + eq + value
+            rewritten.append(arg)
+        return super().parse_args(ctx, rewritten)
+
+
 def command(group: typer.Typer, name: Optional[str] = None, *, config: Optional[type] = None,
-            config_exclude: tuple[str, ...] = (), run_folder: Optional[str] = None, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+            config_exclude: tuple[str, ...] = (), run_folder: Optional[str] = None,
+            renamed: Optional[dict[str, str]] = None, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register `fn` as a command of `group` with the shared options appended to its signature.
 
     `fn` declares a parameter `opts: Options`; it receives the merged options there. With
     `config` (a trainer's config dataclass), every field not in `config_exclude` becomes an option
     too (dlcli/cli/config_options.py) and `fn` receives them as `train: TrainOptions`. With
     `run_folder` (the default folder), the run options --out/--resume/--force are added and `fn`
-    receives them as `run: RunOptions`."""
+    receives them as `run: RunOptions`. `renamed` maps old option spellings to their new names
+    (see RenamingCommand); a config field can also declare its old flags (`cli(renamed=...)`)."""
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         from dlcli.cli import config_options
@@ -248,6 +273,11 @@ def command(group: typer.Typer, name: Optional[str] = None, *, config: Optional[
         del wrapper.__wrapped__  # typer must read the new signature, not fn's
         wrapper.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
         wrapper.__annotations__ = {p.name: p.annotation for p in params}
+        old_names = dict(renamed or {})
+        if config is not None:
+            old_names.update(config_options.renamed_flags(config))
+        if old_names:
+            kwargs["cls"] = type("Renaming", (RenamingCommand,), {"renamed": old_names})
         group.command(name, **kwargs)(wrapper)
         return fn
 

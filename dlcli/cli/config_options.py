@@ -114,6 +114,16 @@ def collect(ctx: typer.Context, values: dict[str, Any]) -> TrainOptions:
     return TrainOptions(mine, given)
 
 
+def renamed_flags(cls: type) -> dict[str, str]:
+    """{old flag: new flag} declared by a config's fields (`cli(renamed=("--old",))`)."""
+    out: dict[str, str] = {}
+    for f in dataclasses.fields(cls):
+        cli = f.metadata.get("cli", {})
+        for old in cli.get("renamed", ()):
+            out[old] = cli.get("flag", "--" + f.name.replace("_", "-"))
+    return out
+
+
 RUN_PREFIX = "run__"
 
 

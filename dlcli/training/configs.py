@@ -205,7 +205,8 @@ class CaptionTrainConfig:
     """Scenes rendered for training (world seed --data-seed)."""
     val_size: int = field(default=300, metadata=cli(min=1, max=100_000))
     """Held-out scenes for per-epoch BLEU (world seed --data-seed + 1)."""
-    val_fraction: float = field(default=0.05, metadata=cli(min=0.0, max=0.9))
+    val_fraction: float = field(default=0.05, metadata=cli(flag="--val-split", renamed=("--val-fraction",), min=0.0,
+                                                           max=0.9))
     """COCO: share of the images held out for validation."""
     image_size: int = field(default=80, metadata=cli(min=32, max=1024))
     """Images are squashed to this square size."""
@@ -312,7 +313,7 @@ class DQNConfig:
 
     env: str = field(default="Breakout", metadata=cli(aliases=("-e",)))
     """Atari game (Breakout, ALE/Breakout-v5, breakout)."""
-    total_steps: int = field(default=10_000_000, metadata=cli(flag="--steps", aliases=("--total-steps",), min=1,
+    total_steps: int = field(default=10_000_000, metadata=cli(flag="--steps", renamed=("--total-steps",), min=1,
                                                               max=10_000_000_000))
     """Agent steps (each is 4 emulator frames)."""
     learning_rate: float = field(default=1e-4, metadata=cli(flag="--lr", aliases=("--learning-rate",)))
