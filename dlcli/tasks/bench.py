@@ -20,6 +20,7 @@ from dlcli.errors import InputError
 from dlcli.progress import NullReporter, Reporter
 
 if TYPE_CHECKING:  # typing only: the device manager imports torch
+    from dlcli.results import BenchReport
     from dlcli.device import Runtime
 
 RUNTIMES = ("torch-fp32", "torch-bf16", "onnx-fp32", "onnx-int8")
@@ -111,7 +112,7 @@ def bench(name: str, *, runtimes: Sequence[str] = ("torch-fp32", "onnx-fp32", "o
           batch_sizes: Sequence[int] = (1, 8), data: str | Path | None = None, calibrate: str | None = None,
           calibration_size: int = 1000, eval_size: int | None = None, threads: int | None = None, rounds: int = 5,
           min_seconds: float = 0.2, offline: bool = False, reporter: Reporter | None = None,
-          runtime: Runtime = None) -> Any:
+          runtime: Runtime | None = None) -> BenchReport:
     """Time `name` under each runtime at each batch size and score each runtime once; a BenchReport."""
     import torch
 

@@ -19,6 +19,7 @@ from dlcli.weights.registry import register_arch
 from dlcli.weights.spec import Arch, WeightsSpec
 
 if TYPE_CHECKING:  # typing only: the device manager imports torch
+    from dlcli.results import CaptionEvalReport, CaptionReport
     from dlcli.device import Runtime
 
 DEFAULT_BEAM = 3
@@ -109,7 +110,7 @@ def caption_images(
     offline: bool = False,
     strict: bool = False,
     reporter: Reporter | None = None,
-) -> Any:
+) -> CaptionReport:
     """Caption every input image; returns a CaptionReport (captions in input order; an unreadable
     input becomes a failure unless `strict`, which raises at the first one)."""
     import time
@@ -184,7 +185,7 @@ def evaluate_weights(runtime: Runtime, *, model: str | None = None, weights_file
                      data: str = "scenes", size: int = 500, data_seed: int = 2, captions_file: str | None = None,
                      images_dir: str | None = None, beam_size: int = 3, max_length: int | None = None,
                      batch_size: int = 32, examples: int = 5, offline: bool = False,
-                     reporter: Reporter | None = None) -> Any:
+                     reporter: Reporter | None = None) -> CaptionEvalReport:
     """Corpus BLEU-1..4 of a captioner on a held-out set: `size` scenes of the world `data_seed`
     (the training run used seeds 0 and 1) or every image of a COCO captions file."""
     from dlcli.results import CaptionEvalReport, Provenance

@@ -21,6 +21,7 @@ from dlcli.weights import registry
 from dlcli.weights.spec import Arch, PackageSource, WeightsSpec
 
 if TYPE_CHECKING:  # typing only: the device manager imports torch
+    from dlcli.results import ClassifyReport
     from dlcli.device import Runtime
 
 TASK = "classify"
@@ -236,7 +237,7 @@ def classify(
     on_result: Callable[[Any], None] | None = None,
     on_failure: Callable[[Any], None] | None = None,
     preprocessed: list[Any] | None = None,
-) -> Any:
+) -> ClassifyReport:
     """Classify images (files, folders, globs, URLs, `-`) in input order.
 
     A bad input is reported through `on_failure` and skipped (strict=True raises instead). Results

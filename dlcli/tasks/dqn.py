@@ -19,6 +19,7 @@ from dlcli.weights.registry import register_arch
 from dlcli.weights.spec import Arch
 
 if TYPE_CHECKING:  # typing only: the device manager imports torch
+    from dlcli.results import DQNPlayResult
     from dlcli.device import Runtime
 
 def _build(n_actions: int = 4, frames: int = 4) -> Any:
@@ -124,7 +125,7 @@ def write_recording(frames: list[Any], path: Any, *, fps: int = 15) -> None:
 def play(runtime: Runtime, *, game: str | None = None, weights: str | None = None, weights_file: str | None = None,
          episodes: int = 10, epsilon: float = EVAL_EPSILON, seed: int = 0, vs_random: bool = False,
          record: Any = None, render: bool = False, offline: bool = False,
-         reporter: Reporter | None = None) -> Any:
+         reporter: Reporter | None = None) -> DQNPlayResult:
     """Play `episodes` full games with a trained agent under the evaluation protocol (and the
     same number with a random policy when `vs_random`); optionally record the first game."""
     import os

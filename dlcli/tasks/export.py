@@ -27,6 +27,7 @@ from dlcli.errors import DLError, InputError, WeightsError
 from dlcli.progress import NullReporter, Reporter
 
 if TYPE_CHECKING:  # typing only: the device manager imports torch
+    from dlcli.results import ExportReport
     from dlcli.device import Runtime
 
 EXPORTABLE = ("classify", "segment", "detect", "generate", "dqn")
@@ -367,7 +368,7 @@ def export(*, model: str | None = None, weights_file: str | Path | None = None, 
            out: str | Path, int8: bool = False, calibrate: str | None = None, calibration_size: int = 1000,
            tolerance: float | None = None, quant_format: str = "qdq", per_channel: bool = True,
            force: bool = False, offline: bool = False, reporter: Reporter | None = None,
-           random_init: bool = False, runtime: Runtime = None) -> Any:
+           random_init: bool = False, runtime: Runtime | None = None) -> Any:
     """Export a registered model (or a dlcli weights file) to `out`; see export_loaded."""
     from dlcli.atomic import check_writable
     from dlcli.export import FORMATS, require_onnx
@@ -403,7 +404,7 @@ def export(*, model: str | None = None, weights_file: str | Path | None = None, 
 def export_loaded(loaded: Any, *, fmt: str = "onnx", out: str | Path, int8: bool = False,
                   calibrate: str | None = None, calibration_size: int = 1000, tolerance: float | None = None,
                   quant_format: str = "qdq", per_channel: bool = True, force: bool = False, offline: bool = False,
-                  reporter: Reporter | None = None, runtime: Runtime = None) -> Any:
+                  reporter: Reporter | None = None, runtime: Runtime | None = None) -> ExportReport:
     """Export, check against torch, and only then write `out` (atomically; a TorchScript file gets
     its JSON sidecar). The fp32 graph must match torch within `tolerance` (default 1e-4, max abs
     difference over every output); an int8 graph is compared on calibration inputs and bounded only

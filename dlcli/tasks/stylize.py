@@ -439,7 +439,7 @@ def tv_loss(x: Any) -> Any:
 
 
 def run_gatys(net: Any, norm: Callable[[Any], Any], content: Any, styles: Sequence[Any], options: StylizeOptions,
-              *, runtime: Runtime = None, reporter: Reporter | None = None,
+              *, runtime: Runtime | None = None, reporter: Reporter | None = None,
               on_snapshot: Callable[[int, Any], None] | None = None) -> tuple[Any, GatysStats]:
     """Optimise an image (same size as `content`, RGB 0..1, (1, 3, H, W) tensors on the
     runtime's device) towards `content`'s features and the blended Gram matrices of `styles`.

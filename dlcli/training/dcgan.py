@@ -171,7 +171,7 @@ def _g_loss(kind: str, logits: torch.Tensor) -> torch.Tensor:
 
 def train_step(g: nn.Module, d: nn.Module, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
                real: torch.Tensor, latent_dim: int, real_target: float = 1.0,
-               runtime: Runtime = None, loss: str = "bce") -> dict[str, float]:
+               runtime: Runtime | None = None, loss: str = "bce") -> dict[str, float]:
     """One D update then one G update. Returns the losses and D's mean outputs (as probabilities)
     on real and fake images."""
     n = real.shape[0]
@@ -300,7 +300,7 @@ class DCGANRunResult:
     resumed_from: int | None
 
 
-def train_dcgan(cfg: DCGANConfig, out_dir: Path, *, runtime: Runtime = None, reporter: Reporter | None = None,
+def train_dcgan(cfg: DCGANConfig, out_dir: Path, *, runtime: Runtime | None = None, reporter: Reporter | None = None,
                 resume: bool = False, force: bool = False, max_steps: int | None = None) -> DCGANRunResult:
     """Train (or continue) a DCGAN in the run folder out_dir: checkpoints, metrics, sample grids
     and the generator.

@@ -18,6 +18,7 @@ from dlcli.errors import DataError, InputError, WeightsError
 from dlcli.progress import NullReporter, Reporter
 
 if TYPE_CHECKING:  # typing only: the device manager imports torch
+    from dlcli.results import TransferReport
     from dlcli.device import Runtime
 
 
@@ -128,7 +129,7 @@ def evaluate(model: Any, loader: Any, runtime: Runtime) -> tuple[float, float, i
 
 def train(args: TransferArgs, make_runtime: Callable[[str | None], Any], *, out: Path, resume: bool = False,
           force: bool = False, device: str | None = "auto", offline: bool = False,
-          reporter: Reporter | None = None) -> Any:
+          reporter: Reporter | None = None) -> TransferReport | None:
     """Fine-tune `args.base` on `args.data_dir` in the run folder `out`; returns a TransferReport
     (None on ranks other than 0).
 
