@@ -27,6 +27,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from dlcli.progress import Reporter
+
 _MAX_SIDE = 256  # larger inputs are subsampled (nearest: keeps the colours' distribution) before measuring
 
 # The scene world's six object colours (dlcli.data.scenes.COLORS, copied so that this module stays
@@ -151,7 +153,7 @@ class DomainGuard:
     """Checks each input of a run against the weights' domain: `warning(image)` gives the per-image
     warning (None when it fits), and the first misfit is reported once through `reporter`."""
 
-    def __init__(self, spec: Any, instead: str | None, reporter: Any = None) -> None:
+    def __init__(self, spec: Any, instead: str | None, reporter: Reporter | None = None) -> None:
         self.domain = domain_of(spec)
         self.message = notice(spec.name, self.domain, instead) if self.domain else None
         self.reporter = reporter

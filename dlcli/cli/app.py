@@ -15,7 +15,7 @@ import pkgutil
 import sys
 import typing
 from dataclasses import dataclass, fields
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 # Typer's Rich help formatter imports rich.markdown, pygments and markdown-it on every --help: it
 # doubles start-up time. Plain click help keeps `dl --help` well under 0.3 s; results still use Rich.
@@ -26,7 +26,11 @@ import typer  # noqa: E402
 from typer.core import TyperCommand, TyperGroup  # noqa: E402
 
 from dlcli import __version__  # noqa: E402
+from dlcli.progress import Reporter  # noqa: E402
 from dlcli.errors import EXIT_INTERRUPTED, DLError  # noqa: E402
+
+if TYPE_CHECKING:  # typing only: the device manager imports torch
+    from dlcli.device import Runtime
 
 PANEL = "Common options"
 
@@ -44,18 +48,18 @@ class Options:
     debug: bool = False
     deterministic: bool = False
 
-    def runtime(self) -> Any:
+    def runtime(self) -> Runtime:
         """The device manager for these options (imports torch)."""
         from dlcli.device import Runtime
 
         return Runtime.create(self.device, self.precision, self.seed, self.deterministic)
 
-    def reporter(self) -> Any:
+    def reporter(self) -> Reporter:
         from dlcli.render import RichReporter
 
         return RichReporter(quiet=self.quiet)
 
-    def start(self) -> tuple[Any, Any]:
+    def start(self) -> tuple[Runtime, Reporter]:
         """(runtime, reporter) for a command body, with the device manager's notices (e.g. an fp16
         fallback) already shown."""
         rt = self.runtime()

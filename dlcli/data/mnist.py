@@ -14,11 +14,11 @@ import hashlib
 import os
 import struct
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from dlcli.errors import DataError, NetworkError
+from dlcli.progress import Reporter
 
 SPLITS = ("train", "test")
 # File stems per split as LeCun published them (torchvision keeps these names under MNIST/raw).
@@ -146,7 +146,7 @@ def file_hashes(root: str | Path) -> dict[str, str]:
     return out
 
 
-def _download(dest: Path, reporter: Any = None) -> Path:
+def _download(dest: Path, reporter: Reporter | None = None) -> Path:
     """torchvision's MNIST download into dest/MNIST/raw (verified by torchvision's md5s)."""
     try:
         from torchvision.datasets import MNIST
@@ -175,7 +175,7 @@ def default_download_dir() -> Path:
     return dl_home() / "data"
 
 
-def find_mnist(data: str | Path | None = None, *, offline: bool = False, reporter: Any = None) -> Path:
+def find_mnist(data: str | Path | None = None, *, offline: bool = False, reporter: Reporter | None = None) -> Path:
     """The folder holding the MNIST files: `data`, else $DL_DATA, else an earlier download in
     $DL_HOME/data, else torchvision's download (refused offline, with how to get the data)."""
     if data is not None:

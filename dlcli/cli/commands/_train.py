@@ -4,7 +4,7 @@ trainer call, registering the best weights under --name and rendering the report
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Optional
 
 import typer
 
@@ -36,7 +36,7 @@ def train_vision(task: str, config_cls: type, train: TrainOptions, run: RunOptio
     """`dl detect train` / `dl segment train`: one body for both (they differ in their trainer)."""
     from dlcli import render
     from dlcli.device import Runtime
-    from dlcli.progress import NullReporter
+    from dlcli.progress import NullReporter, Reporter
     from dlcli.results import Provenance, VisionTrainReport
     from dlcli.tasks.detect import register_trained
     from dlcli.training import distributed
@@ -52,7 +52,7 @@ def train_vision(task: str, config_cls: type, train: TrainOptions, run: RunOptio
     dist = distributed.setup(opts.device)
     try:
         rt = Runtime.create(dist.device_spec(opts.device), opts.precision, opts.seed, opts.deterministic)
-        reporter: Any = opts.reporter() if dist.is_main else NullReporter()  # only rank 0 talks
+        reporter: Reporter = opts.reporter() if dist.is_main else NullReporter()  # only rank 0 talks
         for notice in rt.notices:
             reporter.message(notice)
         summary = trainer(cfg, run.folder, rt, resume=run.resuming, force=run.force, reporter=reporter, dist=dist)
