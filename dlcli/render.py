@@ -17,6 +17,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.markup import escape
 from rich.table import Table
 
 from dlcli import results
@@ -75,7 +76,7 @@ def key_values(title: str | None, data: dict[str, Any]) -> None:
 
 def notice(text: str, quiet: bool = False) -> None:
     if not quiet:
-        stderr().print(f"[dim]{text}[/]")
+        stderr().print(f"[dim]{escape(text)}[/]")
 
 
 class RichReporter:
@@ -115,8 +116,8 @@ class RichReporter:
             self._progress = None
 
     def message(self, text: str) -> None:
-        if not self.quiet:
-            self.console.print(f"[dim]{text}[/]")
+        if not self.quiet:  # plain text: 'pip install "dlcli[plots]"' must keep its brackets
+            self.console.print(f"[dim]{escape(text)}[/]")
 
     def row(self, values: dict[str, Any]) -> None:
         """Rows of a table printed as they come (stderr): one header, aligned columns."""
