@@ -493,7 +493,7 @@ def _clip(value: Any, limit: int = 400) -> str:
 def duration(seconds: float | None) -> str | None:
     if seconds is None:
         return None
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     h, rest = divmod(seconds, 3600)
     m, s = divmod(rest, 60)
     return f"{h}h {m:02d}m" if h else f"{m}m {s:02d}s" if m else f"{s}s"
