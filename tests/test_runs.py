@@ -160,6 +160,23 @@ def test_force_removes_the_listeners_files_too(tmp_path: Path) -> None:
     assert (folder / "notes.txt").read_text() == "mine"  # never anything a run does not own
 
 
+def test_step_based_curves_are_redrawn_at_most_every_so_often_and_at_the_end(tmp_path: Path) -> None:
+    from dlcli.training.listeners import CurvesListener
+    from dlcli.training.run import RunFolder
+
+    run = RunFolder.open(tmp_path / "run", task="dqn", config={}, listen=False)
+    curves = CurvesListener(run, run.note, every_seconds=3600)
+    run.listeners.append(curves)
+    for step in range(1, 6):  # DQN-like rows: no epoch
+        run.log("train", {"loss": 1.0 / step, "lr": 1e-4}, step=step * 100)
+        assert json.loads((tmp_path / "run" / "curves.json").read_text())["rows"] == 1  # drawn once, then throttled
+    run.finish()
+    data = json.loads((tmp_path / "run" / "curves.json").read_text())
+    assert data["rows"] == 5 and data["x"] == "step"  # the end always draws
+    loss = next(line for line in data["panels"][0]["lines"] if line["key"] == "loss")
+    assert loss["x"] == [100, 200, 300, 400, 500]
+
+
 def test_log_image_reaches_tensorboard_and_is_a_no_op_without_it(tmp_path: Path) -> None:
     pytest.importorskip("tensorboard", reason="tensorboard is not installed")
     import numpy as np
@@ -241,6 +258,13 @@ def test_runs_list_tells_finished_interrupted_running_and_broken(tmp_path: Path)
         assert name in table.output
     assert "cut: broken: metrics.jsonl line 5 is truncated" in table.output
     live.close()
+
+    # a broken run can still be shown and reported, with the reason
+    shown = runner.invoke(app, ["runs", "show", str(root / "cut"), "--json"])
+    assert shown.exit_code == 0 and json.loads(shown.stdout)["run"]["state"] == "broken"
+    page = tmp_path / "cut.html"
+    assert runner.invoke(app, ["runs", "report", str(root / "cut"), "--out", str(page)]).exit_code == 0
+    assert "metrics.jsonl line 5 is truncated" in page.read_text()
 
     missing = runner.invoke(app, ["runs", "list", str(tmp_path / "nothing")])
     assert missing.exit_code == 2 and "does not exist" in missing.output

@@ -118,7 +118,8 @@ def inspect_run(folder: Path) -> RunInfo:
     except ValueError as exc:
         return RunInfo(folder, None, "broken", f"{STATE} is unreadable: {exc}", weights=weights)
     if state is None:
-        return RunInfo(folder, None, "broken", f"{STATE} is missing", weights=weights)
+        return RunInfo(folder, None, "broken", f"{STATE} is missing (a run of an older dlcli, or not one of ours)",
+                       weights=weights)
     if not isinstance(state, dict) or not isinstance(state.get("task"), str) or "state" not in state:
         return RunInfo(folder, None, "broken", f"{STATE} is not a dlcli run's (no task or state)", weights=weights)
     info = RunInfo(folder, state["task"], str(state["state"]), None, _num(state.get("epoch")),
