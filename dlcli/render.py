@@ -17,6 +17,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.markup import escape
 from rich.table import Table
 
 from dlcli import results
@@ -75,7 +76,7 @@ def key_values(title: str | None, data: dict[str, Any]) -> None:
 
 def notice(text: str, quiet: bool = False) -> None:
     if not quiet:
-        stderr().print(f"[dim]{text}[/]")
+        stderr().print(f"[dim]{escape(text)}[/]")
 
 
 class RichReporter:
@@ -115,8 +116,8 @@ class RichReporter:
             self._progress = None
 
     def message(self, text: str) -> None:
-        if not self.quiet:
-            self.console.print(f"[dim]{text}[/]")
+        if not self.quiet:  # plain text: 'pip install "dlcli[plots]"' must keep its brackets
+            self.console.print(f"[dim]{escape(text)}[/]")
 
     def row(self, values: dict[str, Any]) -> None:
         """Rows of a table printed as they come (stderr): one header, aligned columns."""
@@ -480,6 +481,67 @@ def render_transfer(report: results.TransferReport) -> None:
 
 
 # The table renderer of each result type: `show` is the one entry the commands call.
+
+# --- dl runs --------------------------------------------------------------------------------------
+
+
+def _duration(seconds: Any) -> str:
+    if not isinstance(seconds, (int, float)):
+        return "-"
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, sec = divmod(rest, 60)
+    return f"{h}h {m:02d}m" if h else f"{m}m {sec:02d}s" if m else f"{sec}s"
+
+
+def render_runs_list(runs: list[dict[str, Any]], folder: Any) -> None:
+    """`dl runs list`: one row per run; a broken run's reason on its own line below the table."""
+    if not runs:
+        stderr().print(f"no runs in {folder}")
+        return
+    styles = {"finished": "green", "interrupted": "yellow", "running": "cyan", "broken": "bold red"}
+    t = Table(title=f"runs in {folder}", title_justify="left", header_style="bold")
+    for col in ("run", "task", "state", "epochs", "steps", "best", "wall time", "weights"):
+        t.add_column(col)
+    import os
+
+    def name(path: str) -> str:  # relative to the listed folder: the table stays narrow
+        rel = os.path.relpath(path, str(folder))
+        return path if rel.startswith("..") else rel
+
+    for r in runs:
+        best = r.get("best") or {}
+        best_text = f"{best.get('metric')} {fmt(best.get('value'))}" if best else "-"
+        state = r["state"]
+        t.add_row(name(str(r["path"])), r.get("task") or "-", f"[{styles.get(state, '')}]{state}[/]",
+                  fmt(r.get("epochs")), fmt(r.get("steps")), best_text, _duration(r.get("seconds")),
+                  ", ".join(w.removesuffix(".safetensors") for w in r.get("weights", [])) or "-")
+    stdout().print(t)
+    for r in runs:
+        if r.get("reason"):
+            stdout().print(f"[bold]{name(str(r['path']))}[/]: {r['state']}: {r['reason']}", highlight=False)
+
+
+def render_run_show(data: dict[str, Any]) -> None:
+    """`dl runs show`: state, config, per-epoch table, files."""
+    run = data["run"]
+    best = run.get("best") or {}
+    key_values(f"run {run['path']}", {
+        "task": run.get("task"), "state": run["state"] + (f" ({run['reason']})" if run.get("reason") else ""),
+        "epochs": run.get("epochs"), "steps": run.get("steps"),
+        "best": f"{best.get('metric')} {fmt(best.get('value'))} at step {best.get('step')}" if best else None,
+        "wall time": _duration(run.get("seconds")), "started": run.get("started"),
+        **{f"note {i + 1}": n for i, n in enumerate(data.get("notes", []))},
+    })
+    config = data.get("config")
+    if isinstance(config, dict):
+        print_table("config", ["option", "value"], sorted((k, v if not isinstance(v, (list, dict)) else
+                                                           json.dumps(v)) for k, v in config.items()))
+    columns = data["columns"]
+    print_table("per epoch" if "epoch" in columns else "per report", columns,
+                [[r.get(c) for c in columns] for r in data["rows"]])
+    print_table("files", ["file", "bytes"], [(f["name"], f["bytes"]) for f in data["files"]])
+
 _TABLES: dict[type, Any] = {
     results.TransferReport: render_transfer,
     results.DoctorReport: render_doctor,

@@ -265,6 +265,7 @@ class CaptionEvalReport(ResultMixin):
     examples: tuple[dict[str, Any], ...]
     seconds: float
     provenance: Provenance
+    pictures: tuple[str, ...] = ()  # files written with --out DIR (captions.png)
 
 
 # --- stylize, generate (issue 7) ----------------------------------------------------------------
@@ -366,6 +367,7 @@ class DetectEvalReport(ResultMixin):
     seconds: float
     provenance: Provenance
     coco: dict[str, float] = dataclasses.field(default_factory=dict)  # COCOeval's 12 stats by name (None: no ground truth in range)
+    pictures: tuple[str, ...] = ()  # files written with --out DIR (pr.png, confusion.png)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -406,6 +408,7 @@ class SegmentEvalReport(ResultMixin):
     per_class_iou: dict[str, float | None]  # None: class absent from truth and prediction
     seconds: float
     provenance: Provenance
+    pictures: tuple[str, ...] = ()  # files written with --out DIR (iou.png, confusion.png)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -43,7 +43,7 @@ try:
     main()
 except SystemExit:
     pass
-heavy = [m for m in ('torch', 'torchvision', 'numpy') if m in sys.modules]
+heavy = [m for m in ('torch', 'torchvision', 'numpy', 'matplotlib', 'tensorboard') if m in sys.modules]
 sys.stderr.write('HEAVY=' + ','.join(heavy))
 """
 

@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "dlcli"
 RANK = {
     "errors": 0, "__init__": 0,
     "atomic": 1, "offline": 1, "progress": 1, "device": 1, "models": 1, "text": 1, "results": 1,
-    "media": 2, "domain": 2,
+    "media": 2, "domain": 2, "plots": 2,
     "weights": 3,
     "data": 4,
     "evaluation": 5,

@@ -84,6 +84,9 @@ SMALL: dict[str, str] = {
         "dl detect train --data scenes --init-from fcn_small.scenes --freeze-backbone --out runs/det --epochs 1 "
         "--steps-per-epoch 1 --batch-size 2 --val-size 1",
     "dl segment eval --model fcn_small.scenes -n 500": "dl segment eval --model fcn_small.scenes -n 2",
+    "dl detect eval --model fasterrcnn_small.scenes -n 100 --out pics/":
+        "dl detect eval --model fasterrcnn_small.scenes -n 2 --out pics/",
+    "dl segment eval --model fcn_small.scenes -n 100 --out pics/": "dl segment eval --model fcn_small.scenes -n 2 --out pics/",
     "dl segment train --data scenes --out runs/seg":
         "dl segment train --data scenes --out runs/seg --epochs 1 --steps-per-epoch 1 --batch-size 2 --val-size 1",
     "dl profile resnet50 --batch-size 8 --repeats 10 --precision bf16":
@@ -108,6 +111,11 @@ SLOW = {
     "dl segment train --data scenes --out runs/seg",
     "dl caption train --data scenes --out runs/nic --name nic.mine",
     "dl caption train --resume runs/nic --epochs 20",
+    # These read the runs the slow training examples above leave in runs/ (seg, det).
+    "dl runs list",
+    "dl runs show runs/seg",
+    "dl runs plot runs/seg runs/det --metric train/loss --out compare.png",
+    "dl runs report runs/seg --out report.html",
 }
 
 

@@ -121,8 +121,10 @@ def _root_options(ctx: typer.Context) -> Optional[Options]:
 
 def report_error(message: str) -> None:
     from rich.console import Console
+    from rich.markup import escape
 
-    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]Error:[/] {message}", markup=True)
+    # The message is plain text: 'pip install "dlcli[plots]"' must keep its brackets.
+    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]Error:[/] {escape(message)}", markup=True)
 
 
 def raise_for_failures(failed: int, succeeded: int, verb: str) -> None:

@@ -237,6 +237,12 @@ class DetectionScores:
     images: int = 0
     ground_truth: int = 0  # boxes that count (crowd regions do not)
     coco: dict[str, float] = field(default_factory=dict)  # STAT_NAMES -> value
+    # Per class with ground truth: precision at the 101 recall points, IoU 0.5, 100 detections
+    # (the curve AP@0.5 averages; the picture `dl detect eval --out` draws).
+    pr50: dict[int, list[float]] = field(default_factory=dict)
+    # Rows truth, columns prediction, indexed by label; index 0 is background (a missed object is
+    # predicted background, a detection of nothing is true background). See detection_confusion.
+    confusion: list[list[int]] = field(default_factory=list)
 
 
 def _mean(values: np.ndarray) -> float:
@@ -283,7 +289,46 @@ def mean_average_precision(preds: Sequence[ImageBoxes], gts: Sequence[ImageBoxes
              if precision[t50, 0, k, all_, top] > -1}
     per_all = {cls: float(precision[:, :, k, all_, top].mean()) for k, cls in enumerate(classes)
                if precision[0, 0, k, all_, top] > -1}
-    return DetectionScores(coco["AP50"], coco["AP"], per50, per_all, len(gts), ground_truth, coco)
+    pr50 = {cls: precision[t50, :, k, all_, top].tolist() for k, cls in enumerate(classes)
+            if precision[t50, 0, k, all_, top] > -1}
+    return DetectionScores(coco["AP50"], coco["AP"], per50, per_all, len(gts), ground_truth, coco, pr50,
+                           detection_confusion(preds, gts))
+
+
+# Labels beyond this are refused by the confusion matrix (its size is the square of it).
+MAX_LABEL = 1000
+
+
+def detection_confusion(preds: Sequence[ImageBoxes], gts: Sequence[ImageBoxes], *, iou: float = 0.5,
+                        score: float = 0.5) -> list[list[int]]:
+    """A detection confusion matrix including background (as YOLO-style tools draw it): per image,
+    detections scoring at least `score` are paired one-to-one with ground-truth boxes of any class
+    at IoU >= `iou`, highest overlap first; a pair counts at [truth label, predicted label], an
+    unpaired truth at [label, 0] (missed), an unpaired detection at [0, label] (nothing there).
+    Crowd regions take no part. Size: the largest label + 1 (at most MAX_LABEL + 1)."""
+    top = max([int(b.labels.max()) for b in list(preds) + list(gts) if len(b.labels)] + [0])
+    if top > MAX_LABEL:
+        raise ValueError(f"labels up to {MAX_LABEL} can be counted, got {top}")
+    cm = np.zeros((top + 1, top + 1), dtype=np.int64)
+    for p, g in zip(preds, gts):
+        keep_g = ~g.crowd_flags()
+        g_boxes, g_labels = g.boxes[keep_g], g.labels[keep_g]
+        keep_p = (p.scores >= score) if p.scores is not None else np.ones(len(p.labels), dtype=bool)
+        p_boxes, p_labels = p.boxes[keep_p], p.labels[keep_p]
+        ious = box_iou(g_boxes, p_boxes)
+        paired_g = np.zeros(len(g_labels), dtype=bool)
+        paired_p = np.zeros(len(p_labels), dtype=bool)
+        for flat in np.argsort(-ious, axis=None, kind="stable"):
+            gi, pi = np.unravel_index(flat, ious.shape)
+            if ious[gi, pi] < iou:
+                break
+            if paired_g[gi] or paired_p[pi]:
+                continue
+            paired_g[gi] = paired_p[pi] = True
+            cm[g_labels[gi], p_labels[pi]] += 1
+        np.add.at(cm, (g_labels[~paired_g], 0), 1)
+        np.add.at(cm, (0, p_labels[~paired_p]), 1)
+    return cm.tolist()
 
 
 # --- the evaluator -------------------------------------------------------------------------------

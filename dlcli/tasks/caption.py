@@ -185,7 +185,7 @@ def evaluate_weights(runtime: Runtime, *, model: str | None = None, weights_file
                      data: str = "scenes", size: int = 500, data_seed: int = 2, captions_file: str | None = None,
                      images_dir: str | None = None, beam_size: int = 3, max_length: int | None = None,
                      batch_size: int = 32, examples: int = 5, offline: bool = False,
-                     reporter: Reporter | None = None) -> CaptionEvalReport:
+                     reporter: Reporter | None = None, pictures_dir: Path | None = None) -> CaptionEvalReport:
     """Corpus BLEU-1..4 of a captioner on a held-out set: `size` scenes of the world `data_seed`
     (the training run used seeds 0 and 1) or every image of a COCO captions file."""
     from dlcli.results import CaptionEvalReport, Provenance
@@ -216,5 +216,12 @@ def evaluate_weights(runtime: Runtime, *, model: str | None = None, weights_file
     limit = max_length or cap.max_length
     bleu, shown = evaluate(net, cap.vocab, dataset, runtime, beam_size=beam_size, max_length=limit,
                            batch_size=batch_size, reporter=reporter, keep_examples=examples)
+    written: list[Path] = []
+    if pictures_dir is not None and shown:  # the shown examples as a sheet: image, caption, references
+        from dlcli.evaluation import pictures
+
+        pixels = dataset.images([int(e["index"]) for e in shown]).permute(0, 2, 3, 1).numpy()
+        written = pictures.captions([{**e, "image": im} for e, im in zip(shown, pixels)], pictures_dir)
     return CaptionEvalReport(cap.loaded.name, what, len(dataset), beam_size, limit, bleu, tuple(shown),
-                             time.perf_counter() - t0, Provenance.collect(runtime, cap.loaded.name, cap.loaded.sha256))
+                             time.perf_counter() - t0, Provenance.collect(runtime, cap.loaded.name, cap.loaded.sha256),
+                             pictures=tuple(str(p) for p in written))

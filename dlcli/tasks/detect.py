@@ -385,6 +385,7 @@ def evaluate(
     batch_size: int = 8,
     offline: bool = False,
     reporter: Reporter | None = None,
+    pictures_dir: Path | None = None,
 ) -> Any:
     """COCO's box AP/AR (mAP@0.5, mAP@0.5:0.95, by object size, AR at 1/10/100 detections) of a detector
     on held-out scenes (test seed) or a COCO-format set (crowd regions ignored, as COCOeval does)."""
@@ -432,10 +433,16 @@ def evaluate(
     scores = evaluate_detector(det.model, samples(), runtime, batch_size=batch_size, reporter=reporter, total=n)
     per_class = {det.label(c): {"ap50": scores.per_class_ap50[c], "ap50_95": scores.per_class_ap50_95[c]}
                  for c in scores.per_class_ap50}
+    written: list[Path] = []
+    if pictures_dir is not None:  # per-class precision-recall and the confusion matrix with background
+        from dlcli.evaluation import pictures
+
+        written = pictures.detection(scores, det.label, pictures_dir)
     return DetectEvalReport(model=det.spec.name, data=described, images=scores.images,
                             ground_truth=scores.ground_truth, map50=scores.map50, map50_95=scores.map50_95,
                             per_class=per_class, seconds=time.perf_counter() - t0,
-                            provenance=Provenance.collect(runtime, det.spec.name, det.loaded.sha256), coco=scores.coco)
+                            provenance=Provenance.collect(runtime, det.spec.name, det.loaded.sha256), coco=scores.coco,
+                            pictures=tuple(str(p) for p in written))
 
 
 def _pil(array: Any) -> Any:

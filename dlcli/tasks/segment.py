@@ -287,6 +287,7 @@ def evaluate(
     batch_size: int = 16,
     offline: bool = False,
     reporter: Reporter | None = None,
+    pictures_dir: Path | None = None,
 ) -> Any:
     """mIoU and pixel accuracy on held-out scenes (test seed) or an images/ + masks/ folder."""
     import numpy as np
@@ -335,9 +336,15 @@ def evaluate(
     cm = evaluate_segmenter(seg.model, samples(), runtime, num_classes, batch_size=batch_size,
                             reporter=reporter, total=n)
     iou = cm.iou()
+    written: list[Path] = []
+    if pictures_dir is not None:  # per-class IoU bars and the pixel confusion matrix
+        from dlcli.evaluation import pictures
+
+        written = pictures.segmentation(cm.matrix, [seg.label(k) for k in range(num_classes)], pictures_dir)
     return SegmentEvalReport(model=seg.spec.name, data=described, images=n, miou=cm.mean_iou(),
                              pixel_accuracy=cm.pixel_accuracy(),
                              per_class_iou={seg.label(k): (None if np.isnan(v) else float(v)) for k, v in enumerate(iou)},
                              seconds=time.perf_counter() - t0,
-                             provenance=Provenance.collect(runtime, seg.spec.name, seg.loaded.sha256))
+                             provenance=Provenance.collect(runtime, seg.spec.name, seg.loaded.sha256),
+                             pictures=tuple(str(p) for p in written))
 

@@ -21,10 +21,12 @@ import torch
 from dlcli.training.configs import DetectTrainConfig
 from dlcli.data.coco import CocoDetection, Sample, trainable
 from dlcli.errors import InputError
+from dlcli.evaluation import pictures
 from dlcli.evaluation.detection import evaluate_detector
 from dlcli.progress import NullReporter, Reporter
 from dlcli.training.distributed import Dist
-from dlcli.training.epochs import SplitData, TrainSummary, open_config, run_epochs, scene_weights_meta
+from dlcli.training.epochs import (SplitData, TrainSummary, evaluation_pictures, open_config, run_epochs,
+                                   scene_weights_meta)
 from dlcli.training.run import RunFolder
 
 if TYPE_CHECKING:  # typing only: the device manager imports torch
@@ -105,7 +107,8 @@ def train_detector(cfg: DetectTrainConfig, out: Path, runtime: Runtime, *, resum
         if not hasattr(model.backbone, "freeze_encoder"):
             raise InputError("--freeze-backbone needs the fcn backbone (--backbone fcn)")
         model.backbone.freeze_encoder()
-    run = RunFolder.open(out, task="detect", config=asdict(cfg), resume=resume, force=force, writer=dist.is_main)
+    run = RunFolder.open(out, task="detect", config=asdict(cfg), resume=resume, force=force, writer=dist.is_main,
+                         reporter=reporter)
     model = runtime.place(model)
     params = [p for p in model.parameters() if p.requires_grad]
     net = dist.wrap(model)
@@ -118,12 +121,47 @@ def train_detector(cfg: DetectTrainConfig, out: Path, runtime: Runtime, *, resum
             loss_dict = net(images, targets)
         return sum(loss_dict.values())
 
+    last: dict[str, Any] = {}
+
     def evaluate() -> tuple[dict[str, float], float]:
         scores = evaluate_detector(model, data.validation(), runtime, batch_size=cfg.batch_size,
                                    reporter=reporter, total=len(data.val_indices))
+        last["scores"] = scores
+        if run.takes_images:
+            run.log_image("val/detections", detections_strip(model, data, runtime, cfg.classes), run.step)
         return {"val_map50": round(scores.map50, 4), "val_map50_95": round(scores.map50_95, 4)}, scores.map50
 
-    return run_epochs(cfg, run, resume=resume, steps_per_epoch=data.steps_per_epoch, best_key="best_map50",
-                      model=model, params=params, reporter=reporter, step_loss=step_loss, evaluate=evaluate,
-                      weights_meta=lambda metrics, steps: weights_meta(cfg, metrics, steps), clip_norm=10.0,
-                      dist=dist)
+    summary = run_epochs(cfg, run, resume=resume, steps_per_epoch=data.steps_per_epoch, best_key="best_map50",
+                         model=model, params=params, reporter=reporter, step_loss=step_loss, evaluate=evaluate,
+                         weights_meta=lambda metrics, steps: weights_meta(cfg, metrics, steps), clip_norm=10.0,
+                         dist=dist)
+    if dist.is_main and "scores" in last:
+        evaluation_pictures(run, lambda: pictures.detection(last["scores"], lambda c: cfg.classes[c], run.path))
+    return summary
+
+
+def detections_strip(model: torch.nn.Module, data: TrainData, runtime: Runtime, classes: list[str],
+                     count: int = 4, threshold: float = 0.5) -> Any:
+    """The first `count` validation images with the model's detections (score >= threshold) drawn:
+    the same scenes every epoch, so TensorBoard's slider shows the detector learning."""
+    from PIL import Image
+
+    from dlcli import media
+
+    samples = [s for _, s in zip(range(count), data.validation())]
+    was_training = model.training
+    model.eval()
+    try:
+        with runtime.inference():
+            outs = model([runtime.to(x) for x, _ in samples])
+    finally:
+        model.train(was_training)
+    colours = media.palette(len(classes))
+    tiles = []
+    for (x, _), o in zip(samples, outs):
+        keep = o["scores"] >= threshold
+        boxes, labels = o["boxes"][keep].float().cpu().tolist(), o["labels"][keep].cpu().tolist()
+        image = Image.fromarray((x.permute(1, 2, 0).clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy())
+        tiles.append(media.draw_boxes(image, boxes, [classes[i] if i < len(classes) else str(i) for i in labels],
+                                      [colours[i % len(colours)] for i in labels]))
+    return media.make_grid(tiles, ncols=len(tiles))

@@ -223,6 +223,20 @@ def run_epochs(
     return TrainSummary(run.path, run.best, cfg.epochs, metrics, time.time() - started)
 
 
+def evaluation_pictures(run: RunFolder, draw: Any) -> None:
+    """The last validation's pictures into the run folder; a failure to draw is a note, not an
+    error (the run itself is finished and saved by now)."""
+    from dlcli import plots
+
+    try:
+        written = draw()
+    except Exception as exc:  # a picture must not turn a finished run into a failed command
+        run.note(f"could not draw the evaluation pictures ({type(exc).__name__}: {exc})")
+        return
+    if not written and not plots.available():
+        run.note(plots.MISSING)
+
+
 def replicas_identical(model: torch.nn.Module, dist: Dist) -> bool:
     """Under DDP, give every rank rank 0's buffers, then check that every rank ended with the same
     weights (a cheap sum of each tensor, compared across ranks); a single process is trivially

@@ -14,6 +14,12 @@ generate train and play-dqn train):
 `RunFolder.open` refuses a folder that already holds a run unless `resume` (continue it) or
 `force` (start over: only the files named above are removed, never anything else). `log()` is the
 single place metrics are written; listeners (curves, TensorBoard) subscribe to it.
+
+The listeners' files (dlcli/training/listeners.py), attached to every run by `open`:
+
+    curves.png         training loss, the task's metric and the learning rate, redrawn every epoch
+    curves.json        the numbers curves.png shows
+    events.out.tfevents.*   TensorBoard scalars (and `log_image` pictures), with tensorboard installed
 """
 
 from __future__ import annotations
@@ -24,10 +30,13 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from dlcli.atomic import atomic_target
 from dlcli.errors import InputError
+
+if TYPE_CHECKING:
+    from dlcli.progress import Reporter
 
 CONFIG = "config.json"
 STATE = "run.json"
@@ -40,6 +49,8 @@ OWNED = (CONFIG, STATE, METRICS, CHECKPOINT, LAST, BEST)
 SPLITS = ("train", "val", "test", "eval")
 
 Listener = Callable[["RunFolder", dict[str, Any]], None]
+# Notes already given in this process (each is said once, however many runs it opens).
+_TOLD: set[str] = set()
 
 
 def holds_run(folder: Path) -> bool:
@@ -59,13 +70,18 @@ class RunFolder:
     owned_extra: tuple[str, ...] = ()
     _started: float = field(default_factory=time.time)
     _state: dict[str, Any] = field(default_factory=dict)
+    reporter: Reporter | None = None
 
     # --- opening -------------------------------------------------------------------------------
 
     @classmethod
     def open(cls, path: Path, *, task: str, config: dict[str, Any], resume: bool = False,
-             force: bool = False, writer: bool = True, owned_extra: tuple[str, ...] = ()) -> "RunFolder":
-        """Prepare `path` for a new run, or check it holds one to continue (`resume`)."""
+             force: bool = False, writer: bool = True, owned_extra: tuple[str, ...] = (),
+             reporter: Reporter | None = None, listen: bool = True) -> "RunFolder":
+        """Prepare `path` for a new run, or check it holds one to continue (`resume`). With
+        `listen` (the default) the writing process also draws curves and writes TensorBoard
+        events (dlcli/training/listeners.py); `reporter` hears the one-time notes (e.g. how to get
+        TensorBoard), which run.json keeps too."""
         path = Path(path).expanduser()
         if path.exists() and not path.is_dir():
             raise InputError(f"--out {path} is a file, not a folder; choose a folder for the run")
@@ -79,7 +95,7 @@ class RunFolder:
             if not force:
                 raise InputError(f"{path} already holds a run; continue it with --resume {path}, start over with "
                                  "--force, or choose another --out")
-        run = cls(path, task, writer, owned_extra=owned_extra)
+        run = cls(path, task, writer, owned_extra=owned_extra, reporter=reporter)
         if not writer:
             return run
         if force and not resume:
@@ -94,13 +110,30 @@ class RunFolder:
                           "seconds": 0.0, "step": 0, "epoch": 0}
         run._started = time.time() - float(run._state.get("seconds", 0.0))
         run._write_state()
+        if listen:
+            from dlcli.training.listeners import standard_listeners
+
+            run.listeners.extend(standard_listeners(run, run.note))
         return run
 
     def _remove_owned(self) -> None:
-        for name in OWNED + self.owned_extra:
-            target = self.path / name
+        from dlcli.training.listeners import owned_outputs
+
+        for target in [self.path / name for name in OWNED + self.owned_extra] + owned_outputs(self.path):
             if target.is_file() or target.is_symlink():
                 target.unlink()
+
+    def note(self, text: str) -> None:
+        """A one-line notice about the run (e.g. pictures skipped): kept in run.json's "notes" and
+        told to the reporter once per process."""
+        notes = self._state.setdefault("notes", [])
+        if text not in notes:
+            notes.append(text)
+            if self.writer and self.path.is_dir():
+                self._write_state()
+        if text not in _TOLD and self.reporter is not None:
+            _TOLD.add(text)
+            self.reporter.message(text)
 
     # --- paths ---------------------------------------------------------------------------------
 
@@ -119,6 +152,17 @@ class RunFolder:
     @property
     def metrics_file(self) -> Path:
         return self.path / METRICS
+
+    @property
+    def step(self) -> int:
+        """The step of the latest report (what `log_image` of the same moment should use)."""
+        return int(self._state.get("step", 0))
+
+    @property
+    def takes_images(self) -> bool:
+        """Whether `log_image` goes anywhere (TensorBoard installed, this process writes): a
+        trainer skips drawing pictures nobody keeps."""
+        return self.writer and any(hasattr(listener, "image") for listener in self.listeners)
 
     # --- reporting -----------------------------------------------------------------------------
 
@@ -142,6 +186,17 @@ class RunFolder:
         for listener in self.listeners:
             listener(self, row)
         return row
+
+    def log_image(self, tag: str, image: Any, step: int) -> None:
+        """A picture for TensorBoard (a PIL image, or an HxW / HxWxC uint8 array) at `step`, e.g.
+        misclassified digits or a fixed latent grid per epoch. Does nothing without tensorboard
+        or outside the writing process."""
+        if not self.writer:
+            return
+        for listener in self.listeners:
+            image_fn = getattr(listener, "image", None)
+            if image_fn is not None:
+                image_fn(tag, image, step)
 
     def note_best(self, metric: str, value: float, *, step: int, epoch: float | None = None) -> None:
         """Remember the best held-out metric (shown by `dl runs list`)."""

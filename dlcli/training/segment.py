@@ -21,10 +21,12 @@ import torch.nn.functional as F
 
 from dlcli.training.configs import SegmentTrainConfig
 from dlcli.data.masks import IGNORE_INDEX, MaskFolder, Sample
+from dlcli.evaluation import pictures
 from dlcli.evaluation.segmentation import evaluate_segmenter
 from dlcli.progress import NullReporter, Reporter
 from dlcli.training.distributed import Dist
-from dlcli.training.epochs import SplitData, TrainSummary, open_config, run_epochs, scene_weights_meta
+from dlcli.training.epochs import (SplitData, TrainSummary, evaluation_pictures, open_config, run_epochs,
+                                   scene_weights_meta)
 from dlcli.training.run import RunFolder
 
 if TYPE_CHECKING:  # typing only: the device manager imports torch
@@ -69,7 +71,8 @@ def train_segmenter(cfg: SegmentTrainConfig, out: Path, runtime: Runtime, *, res
     seed_everything(cfg.seed)
     data = SegData(cfg)
     cfg.classes = data.classes
-    run = RunFolder.open(out, task="segment", config=asdict(cfg), resume=resume, force=force, writer=dist.is_main)
+    run = RunFolder.open(out, task="segment", config=asdict(cfg), resume=resume, force=force, writer=dist.is_main,
+                         reporter=reporter)
     model = runtime.place(FCNSmall(**cfg.model_config()))
     net = dist.wrap(model)
 
@@ -80,12 +83,47 @@ def train_segmenter(cfg: SegmentTrainConfig, out: Path, runtime: Runtime, *, res
             logits = net(x)
         return F.cross_entropy(logits.float(), y, ignore_index=IGNORE_INDEX)
 
+    last: dict[str, Any] = {}
+
     def evaluate() -> tuple[dict[str, float], float]:
         cm = evaluate_segmenter(model, data.validation(), runtime, len(cfg.classes),
                                 batch_size=cfg.batch_size, reporter=reporter, total=len(data.val_indices))
+        last["matrix"] = cm.matrix
+        if run.takes_images:
+            run.log_image("val/segmentations", segmentations_strip(model, data, runtime, len(cfg.classes)), run.step)
         return {"val_miou": round(cm.mean_iou(), 4), "val_pixel_acc": round(cm.pixel_accuracy(), 4)}, cm.mean_iou()
 
-    return run_epochs(cfg, run, resume=resume, steps_per_epoch=data.steps_per_epoch, best_key="best_miou",
-                      model=model, params=list(model.parameters()), reporter=reporter, step_loss=step_loss,
-                      evaluate=evaluate, weights_meta=lambda metrics, steps: weights_meta(cfg, metrics, steps),
-                      dist=dist)
+    summary = run_epochs(cfg, run, resume=resume, steps_per_epoch=data.steps_per_epoch, best_key="best_miou",
+                         model=model, params=list(model.parameters()), reporter=reporter, step_loss=step_loss,
+                         evaluate=evaluate, weights_meta=lambda metrics, steps: weights_meta(cfg, metrics, steps),
+                         dist=dist)
+    if dist.is_main and "matrix" in last:
+        evaluation_pictures(run, lambda: pictures.segmentation(last["matrix"], list(cfg.classes), run.path))
+    return summary
+
+
+def segmentations_strip(model: torch.nn.Module, data: SegData, runtime: Runtime, num_classes: int,
+                        count: int = 4) -> Any:
+    """The first `count` validation images, each above its true and its predicted mask (class
+    colours): the same scenes every epoch, for TensorBoard's image slider."""
+    from PIL import Image
+
+    from dlcli import media
+
+    samples = [s for _, s in zip(range(count), data.validation())]
+    was_training = model.training
+    model.eval()
+    try:
+        with runtime.inference():
+            pred = model(runtime.to(torch.stack([x for x, _ in samples]))).float().argmax(1).cpu().numpy()
+    finally:
+        model.train(was_training)
+    lut = np.array([(0, 0, 0)] + media.palette(max(num_classes - 1, 1)), dtype=np.uint8)
+    tiles = []
+    for (x, truth), p in zip(samples, pred):
+        tiles.append(Image.fromarray((x.permute(1, 2, 0).clamp(0, 1) * 255).round().to(torch.uint8).numpy()))
+        tiles.append(Image.fromarray(lut[np.clip(truth.numpy(), 0, len(lut) - 1)]))
+        tiles.append(Image.fromarray(lut[np.clip(p, 0, len(lut) - 1)]))
+    # One column per scene: image, truth, prediction from top to bottom.
+    columns = [tiles[i::3] for i in range(3)]
+    return media.make_grid([t for row in columns for t in row], ncols=len(samples))

@@ -123,20 +123,24 @@ def register(app: typer.Typer) -> None:
         beam_size: int = typer.Option(3, "--beam-size", "-k", help="Beam width (1 = greedy)."),
         max_length: Optional[int] = typer.Option(None, "--max-length", help="Most words per caption."),
         examples: int = typer.Option(5, "--examples", min=0, help="Captions to show beside their references."),
+        out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for captions.png: the --examples images with their generated and reference captions."),
         *,
         opts: Options,
     ) -> None:
         """Corpus BLEU-1..4 on a held-out set."""
         from dlcli import render
+        from dlcli.cli.commands._pictures import check_pictures_dir, say_pictures
         from dlcli.tasks import caption as task
 
+        check_pictures_dir(out)
         rt = opts.runtime()
         reporter = opts.reporter()
         report = task.evaluate_weights(rt, model=model, weights_file=weights_file, data=data, size=size,
                                        data_seed=data_seed, captions_file=str(captions) if captions else None,
                                        images_dir=str(images) if images else None, beam_size=beam_size,
                                        max_length=max_length, examples=examples, offline=opts.offline,
-                                       reporter=reporter)
+                                       reporter=reporter, pictures_dir=out)
+        say_pictures(out, report.pictures, reporter)
         if opts.json:
             render.emit_json(report.to_dict())
         else:

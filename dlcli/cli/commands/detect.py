@@ -71,18 +71,22 @@ def register(app: typer.Typer) -> None:
         count: int = typer.Option(500, "--count", "-n", min=1, help="Scenes to evaluate on."),
         scene_seed: Optional[int] = typer.Option(None, "--scene-seed", help="Scene-world seed (default: the test seed, 2)."),
         batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="Images per forward pass."),
+        out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for pictures: pr.png (per-class precision-recall) and confusion.png (with background)."),
         *,
         opts: Options,
     ) -> None:
         """mAP@0.5 and mAP@0.5:0.95 per class, and COCO's summary (AP by size, AR@1/10/100), by COCOeval's rules
         (crowd regions ignored, 100 detections per image and class, 101-point AP)."""
         from dlcli import render
+        from dlcli.cli.commands._pictures import check_pictures_dir, say_pictures
         from dlcli.tasks import detect as task
 
+        check_pictures_dir(out)
         rt, reporter = opts.start()
         report = task.evaluate(rt, model=model, weights_file=weights_file, data=data,
                                images=str(images) if images else None, count=count, seed=scene_seed,
-                               batch_size=batch_size, offline=opts.offline, reporter=reporter)
+                               batch_size=batch_size, offline=opts.offline, reporter=reporter, pictures_dir=out)
+        say_pictures(out, report.pictures, reporter)
         if opts.json:
             render.emit_json(report.to_dict())
         else:

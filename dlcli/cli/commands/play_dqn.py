@@ -27,20 +27,24 @@ def register(app: typer.Typer) -> None:
         record: Optional[Path] = typer.Option(None, "--record", help="Save the first game as an animated .gif (or .mp4 with imageio[ffmpeg])."),
         render: bool = typer.Option(False, "--render", help="Show the games in a window (needs a display)."),
         force: bool = typer.Option(False, "--force", help="Overwrite the --record file."),
+        out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for scores.png: the score of every game (and of the random policy's with --vs-random)."),
         *,
         opts: Options,
     ) -> None:
         """Play full games with a trained agent and print per-game scores with mean and std."""
         from dlcli import render as rendering
         from dlcli.atomic import check_writable
+        from dlcli.cli.commands._pictures import check_pictures_dir, dqn_scores_picture
         from dlcli.tasks import dqn as task
 
         if record is not None:
             check_writable(record, force)  # fail before playing, not after
+        check_pictures_dir(out)
         rt, reporter = opts.start()
         result = task.play(rt, game=env, weights=weights, weights_file=str(weights_file) if weights_file else None,
                            episodes=episodes, epsilon=epsilon, seed=opts.seed if opts.seed is not None else 0,
                            vs_random=vs_random, record=record, render=render, offline=opts.offline, reporter=reporter)
+        dqn_scores_picture(out, result, reporter)
         if opts.json:
             rendering.emit_json(result.to_dict())
         else:

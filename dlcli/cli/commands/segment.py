@@ -62,16 +62,20 @@ def register(app: typer.Typer) -> None:
         count: int = typer.Option(500, "--count", "-n", min=1, help="Scenes to evaluate on."),
         scene_seed: Optional[int] = typer.Option(None, "--scene-seed", help="Scene-world seed (default: the test seed, 2)."),
         batch_size: int = typer.Option(16, "--batch-size", "-b", min=1, help="Images per forward pass."),
+        out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for pictures: iou.png (per-class IoU) and confusion.png (pixels)."),
         *,
         opts: Options,
     ) -> None:
         """mIoU (mean over classes present in truth or prediction) and pixel accuracy."""
         from dlcli import render
+        from dlcli.cli.commands._pictures import check_pictures_dir, say_pictures
         from dlcli.tasks import segment as task
 
+        check_pictures_dir(out)
         rt, reporter = opts.start()
         report = task.evaluate(rt, model=model, weights_file=weights_file, data=data, count=count, seed=scene_seed,
-                               batch_size=batch_size, offline=opts.offline, reporter=reporter)
+                               batch_size=batch_size, offline=opts.offline, reporter=reporter, pictures_dir=out)
+        say_pictures(out, report.pictures, reporter)
         if opts.json:
             render.emit_json(report.to_dict())
         else:
