@@ -369,3 +369,18 @@ def test_replay_rebuilds_exactly_what_the_agent_saw():
         np.testing.assert_array_equal(stacks[i], seen[i])
         if following[i] is not None:
             np.testing.assert_array_equal(nxt_stacks[i], following[i])
+
+
+def test_periodic_evaluation_logs_a_game_strip_to_tensorboard(tmp_path):
+    pytest.importorskip("tensorboard", reason='tensorboard is not installed (pip install "dlcli[tensorboard]")')
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from dlcli.device import Runtime
+    from dlcli.training.dqn import train_dqn
+
+    out = tmp_path / "run"
+    train_dqn(_tiny_config(total_steps=40, eval_every=40, eval_episodes=1), out, runtime=Runtime.create("cpu", "fp32"))
+    acc = EventAccumulator(str(out), size_guidance={"images": 0})
+    acc.Reload()
+    (strip,) = acc.Images("eval/game")
+    assert strip.step == 40 and strip.width == 8 * 160 and strip.height == 210

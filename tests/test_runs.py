@@ -64,8 +64,6 @@ def test_every_trainer_leaves_curves_and_tensorboard_matching_its_metrics(traine
     run = tmp_path / "run"
     r = _cli(words, *make(tmp_path), longer, more, "--out", str(run))
     assert r.exit_code == 0, r.output
-    if not (run / "run.json").is_file():
-        pytest.skip("trainer not on RunFolder yet")
     rows = _rows(run)
 
     # curves.json holds exactly the points of metrics.jsonl, by epoch (by step for DQN)
@@ -108,10 +106,16 @@ def test_every_trainer_leaves_curves_and_tensorboard_matching_its_metrics(traine
         got = [(e.step, e.value) for e in acc.Scalars(tag)]
         assert [s for s, _ in got] == [s for s, _ in points], tag
         assert [v for _, v in got] == pytest.approx([v for _, v in points], rel=1e-5), tag
-    if trainer in ("detect", "segment"):  # a few held-out scenes per epoch, drawn
-        tag = {"detect": "val/detections", "segment": "val/segmentations"}[trainer]
+    # pictures per epoch: held-out scenes drawn, the misclassified digits, the fixed latent grid
+    image_tags = {"detect": "val/detections", "segment": "val/segmentations", "mnist": "test/misclassified",
+                  "generate": "samples"}
+    if trainer in image_tags:
+        tag = image_tags[trainer]
         assert tag in acc.Tags()["images"]
         assert len(acc.Images(tag)) == len({r["epoch"] for r in rows})
+    if trainer == "mnist":  # and the confusion matrix beside misclassified.png
+        assert (run / "confusion.png").is_file() and (run / "misclassified.png").is_file()
+        assert plots.plotted_data(run / "confusion.png")
     if trainer in ("detect", "segment"):  # and the last evaluation's pictures
         names = {"detect": ("pr.png", "confusion.png"), "segment": ("iou.png", "confusion.png")}[trainer]
         assert all((run / n).is_file() for n in names)

@@ -173,7 +173,8 @@ def train_caption(cfg: CaptionTrainConfig, runtime: Runtime, *, out: Path, resum
     criterion = nn.CrossEntropyLoss(ignore_index=vocab.pad_id)
     progress: dict[str, Any] = {"epoch": 0, "step": 0, "best_bleu4": -1.0, "best_epoch": 0, "best_metrics": {}}
     history: list[EpochRecord] = []
-    run = RunFolder.open(out, task="caption", config=asdict(cfg), resume=resume, force=force, writer=dist.is_main)
+    run = RunFolder.open(out, task="caption", config=asdict(cfg), resume=resume, force=force, writer=dist.is_main,
+                         reporter=reporter)
     if resume:
         state = load_checkpoint(run.checkpoint, model=model, optimizer=optimizer, scheduler=scheduler)
         progress.update(state["progress"])

@@ -373,7 +373,7 @@ def train_dcgan(cfg: DCGANConfig, out_dir: Path, *, runtime: Runtime | None = No
         for opt, base in ((opt_g, cfg.lr), (opt_d, lr_d)):
             for group in opt.param_groups:
                 group["lr"] = base * frac
-    run = RunFolder.open(out_dir, task="generate", config=cfg_json, resume=resume, force=force)
+    run = RunFolder.open(out_dir, task="generate", config=cfg_json, resume=resume, force=force, reporter=reporter)
     ckpt = run.checkpoint
     (out_dir / "samples").mkdir(parents=True, exist_ok=True)
 
@@ -436,6 +436,7 @@ def train_dcgan(cfg: DCGANConfig, out_dir: Path, *, runtime: Runtime | None = No
             grid = sample_grid(g_ema if g_ema is not None else g, fixed_z)
             with atomic_target(out_dir / "samples" / f"epoch_{epoch + 1:03d}.png") as tmp:
                 grid.save(tmp, format="PNG")
+            run.log_image("samples", grid, step=step)  # the fixed latent batch, epoch by epoch
             checkpoint(epoch + 1, 0)
             if max_steps is not None and steps_this_call >= max_steps:
                 break

@@ -158,7 +158,7 @@ def train_dqn(cfg: DQNConfig, out_dir: Path, *, runtime: Runtime, reporter: Repo
         reporter.message(f"the run already reached {step:,} of {cfg.total_steps:,} steps")
 
     run = RunFolder.open(out_dir, task="dqn", config=run_config, resume=resume, force=force,
-                         owned_extra=("replay.npz",))
+                         owned_extra=("replay.npz",), reporter=reporter)
     if resume:
         run.write_json("config.json", {"task": "dqn", **run_config})  # a longer --steps is the run's own now
 
@@ -209,8 +209,10 @@ def train_dqn(cfg: DQNConfig, out_dir: Path, *, runtime: Runtime, reporter: Repo
     def periodic_eval() -> None:
         nonlocal best_eval
         q.eval()
-        outcomes = evaluate(q, runtime, env_id, cfg.eval_episodes, seed=10_000 + step)
+        outcomes = evaluate(q, runtime, env_id, cfg.eval_episodes, seed=10_000 + step, record_first=run.takes_images)
         q.train()
+        if run.takes_images and outcomes and outcomes[0].frames:
+            run.log_image("eval/game", game_strip(outcomes[0].frames), step=step)
         scores = [o.score for o in outcomes]
         mean = float(np.mean(scores))
         row = {"step": step, "eval_mean": mean, "eval_std": float(np.std(scores)), "eval_episodes": len(scores)}
@@ -305,6 +307,15 @@ def train_dqn(cfg: DQNConfig, out_dir: Path, *, runtime: Runtime, reporter: Repo
         provenance=Provenance.collect(runtime, weights_meta(cfg, env_id, n_actions, meanings, {}, "")["name"],
                                       sha256_file(final)),
     )
+
+
+def game_strip(frames: list[Any], count: int = 8) -> Any:
+    """`count` frames spread evenly over a game, side by side (HxWx3 uint8): what the agent did,
+    at a glance, for TensorBoard."""
+    import numpy as np
+
+    picks = np.linspace(0, len(frames) - 1, num=min(count, len(frames))).round().astype(int)
+    return np.concatenate([np.asarray(frames[i], dtype=np.uint8) for i in picks], axis=1)
 
 
 def export_weights(src: Path, dest: Path, *, metrics: dict[str, Any] | None = None, name: str | None = None) -> dict[str, Any]:

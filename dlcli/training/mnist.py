@@ -200,7 +200,7 @@ def train_member(
     run = None
     if out_dir is not None:
         run = RunFolder.open(out_dir, task="mnist", config=identity, resume=resume, force=force, writer=main,
-                             owned_extra=OWNED_EXTRA)
+                             owned_extra=OWNED_EXTRA, reporter=reporter)
     elif resume:
         raise InputError("resuming needs the run's folder")
     ckpt = run.checkpoint if run is not None else None
@@ -271,6 +271,10 @@ def train_member(
                 run.log("train", {"loss": stats.loss, "accuracy": stats.train_acc, "lr": stats.lr,
                                   "images_per_s": ips, "seconds": stats.seconds}, step=at, epoch=epoch)
                 run.log("test", {"accuracy": acc, "errors": errors}, step=at, epoch=epoch)
+                if run.takes_images:
+                    grid = misclassified_grid(data["test_x"], data["test_y"], pred)
+                    if grid is not None:
+                        run.log_image("test/misclassified", grid, step=at)
             if acc > best["acc"]:
                 best = {"acc": acc, "epoch": epoch}
                 if run is not None:
@@ -369,6 +373,11 @@ def train(
             png = out_dir / "misclassified.png"
             with atomic_target(png) as tmp:
                 grid.save(tmp, format="PNG")
+        from dlcli import plots
+
+        if plots.available():  # beside misclassified.png: which digits are taken for which
+            plots.confusion_matrix(cm, LABELS, out_dir / "confusion.png",
+                                   title=f"MNIST test: prediction vs truth ({acc:.2%})")
         summary = {"accuracy": acc, "errors": errors, "confusion": cm, "members": [
             {"seed": m.seed, "test_acc": m.test_acc, "test_errors": m.test_errors, "best_acc": m.best_acc,
              "best_epoch": m.best_epoch} for m in members]}

@@ -219,7 +219,7 @@ def train(args: TransferArgs, make_runtime: Callable[[str | None], Any], *, out:
         within, partial = 0, [0, 0.0, 0]  # batches of the current epoch already trained, and their sums
         best_acc, best_epoch, start_epoch = -1.0, 0, 0
         run = RunFolder.open(out, task="classify", config=_run_config(args), resume=resume, force=force,
-                             writer=rank0)
+                             writer=rank0, reporter=reporter)
         if resume:
             state = load_checkpoint(ckpt_path, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler)
             saved = state["config"]
