@@ -7,9 +7,11 @@ its baseline in the same run.
    interleaved rounds with torch fp32 and the ONNX fp32 graph (median of the rounds).
 2. `dl classify samples/digits --model deepconvnet.mnist --batch-size 1` as a subprocess, with
    `--runtime torch` and `--runtime onnx` alternately (the ONNX export cached first): wall time
-   of the whole command (start-up included) and the time of the classification itself.
+   of the whole command (start-up included), the time of the classification itself, whether the
+   command imported torch, and the start-up floors (the interpreter; `dl --version`).
 
     python benchmarks/export_speed.py --data /path/to/MNIST/raw --threads 1
+    python benchmarks/export_speed.py --skip-variants --threads 1 --repeats 9   # end to end only
 """
 
 from __future__ import annotations
@@ -95,35 +97,59 @@ def variants(data: Path, threads: int, rounds: int, batch_sizes: list[int], cali
 
 
 def end_to_end(threads: int, repeats: int) -> None:
+    """Both runtimes' whole command, alternated (torch, onnx, torch, onnx, …) so that whatever else
+    the machine does falls on both alike; medians. The floors beside them: the interpreter alone,
+    and `dl --version` (the CLI's own start-up, which every command pays before doing anything)."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONPATH=str(ROOT))
     digits = str(ROOT / "samples" / "digits")
+    # Runs the CLI as `python -m dlcli` does, then says on stderr whether torch was imported.
+    probe = ("import runpy, sys; sys.argv = ['dl', *sys.argv[1:]]\n"
+             "try:\n    runpy.run_module('dlcli', run_name='__main__')\n"
+             "finally:\n    sys.stderr.write('TORCH_IMPORTED=%s\\n' % ('torch' in sys.modules))")
 
-    def run(engine: str) -> tuple[float, float, list[str]]:
-        cmd = [sys.executable, "-m", "dlcli", "classify", digits, "--model", "deepconvnet.mnist", "--batch-size", "1",
-               "--top-k", "1", "--json", "--quiet", "--runtime", engine]
+    def run(engine: str) -> tuple[float, float, list[tuple[str, float]], bool]:
+        cmd = [sys.executable, "-c", probe, "classify", digits, "--model", "deepconvnet.mnist", "--batch-size",
+               "1", "--top-k", "1", "--json", "--quiet", "--runtime", engine]
         t0 = time.perf_counter()
         done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
         wall = time.perf_counter() - t0
         report = json.loads(done.stdout)
-        return wall, report["seconds"], [im["predictions"][0]["label"] for im in report["images"]]
+        top = [(im["predictions"][0]["label"], im["predictions"][0]["probability"]) for im in report["images"]]
+        return wall, report["seconds"], top, "TORCH_IMPORTED=True" in done.stderr
 
-    run("onnx")  # the first --runtime onnx exports into the cache; not timed
+    def floor(args: list[str]) -> float:
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, *args], capture_output=True, env=env, check=True)
+        return time.perf_counter() - t0
+
+    run("onnx")  # the first --runtime onnx exports into the cache (if it is not there yet); not timed
+    run("torch")  # and the first torch run warms the file cache for torch's libraries; not timed
     walls: dict[str, list[float]] = {"torch": [], "onnx": []}
     inner: dict[str, list[float]] = {"torch": [], "onnx": []}
-    labels = {}
+    floors: dict[str, list[float]] = {"python -c pass": [], "dl --version": []}
+    tops: dict[str, list[tuple[str, float]]] = {}
+    imported: dict[str, bool] = {}
     for _ in range(repeats):
         for engine in ("torch", "onnx"):
-            wall, seconds, labels[engine] = run(engine)
+            wall, seconds, tops[engine], imported[engine] = run(engine)
             walls[engine].append(wall)
             inner[engine].append(seconds)
-    n = len(labels["torch"])
-    print(f"\ndl classify samples/digits ({n} images, batch 1, {threads} thread(s)), median of {repeats} runs")
+        floors["python -c pass"].append(floor(["-c", "pass"]))
+        floors["dl --version"].append(floor(["-m", "dlcli", "--version"]))
+    n = len(tops["torch"])
+    print(f"\ndl classify samples/digits --model deepconvnet.mnist --batch-size 1 ({n} images, {threads} thread(s)), "
+          f"runtimes alternated, median of {repeats} runs each")
     for engine in ("torch", "onnx"):
-        print(f"--runtime {engine:<6} whole command {statistics.median(walls[engine]):.2f} s, "
-              f"classification {statistics.median(inner[engine]) * 1000:.1f} ms, labels {' '.join(labels[engine])}")
+        print(f"--runtime {engine:<6} whole command {statistics.median(walls[engine]):.3f} s, "
+              f"classification {statistics.median(inner[engine]) * 1000:.1f} ms, torch imported: {imported[engine]}, "
+              f"labels {' '.join(label for label, _ in tops[engine])}")
+    for what, times in floors.items():
+        print(f"floor: {what:<15} {statistics.median(times):.3f} s")
+    same = [a for a, _ in tops["torch"]] == [b for b, _ in tops["onnx"]]
+    diff = max(abs(p - q) for (_, p), (_, q) in zip(tops["torch"], tops["onnx"]))
     print(f"onnx / torch: whole command {statistics.median(walls['torch']) / statistics.median(walls['onnx']):.2f}x, "
           f"classification {statistics.median(inner['torch']) / statistics.median(inner['onnx']):.2f}x faster; "
-          f"same labels: {labels['torch'] == labels['onnx']}")
+          f"same labels: {same}, top-1 probabilities within {diff:.1e}")
 
 
 def main() -> None:
@@ -133,7 +159,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--batch-size", default="1,64")
     ap.add_argument("--calibration-size", type=int, default=1000)
-    ap.add_argument("--repeats", type=int, default=5, help="end-to-end runs per runtime")
+    ap.add_argument("--repeats", type=int, default=9, help="end-to-end runs per runtime")
     ap.add_argument("--skip-variants", action="store_true")
     ap.add_argument("--skip-end-to-end", action="store_true")
     args = ap.parse_args()
