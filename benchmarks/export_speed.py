@@ -152,6 +152,57 @@ def end_to_end(threads: int, repeats: int) -> None:
           f"same labels: {same}, top-1 probabilities within {diff:.1e}")
 
 
+# Where a torch-free `dl classify --runtime onnx` spends its time: the command's steps, one after
+# the other, timed in a fresh interpreter (what each adds to those before it; imports shared by two
+# steps count in the first).
+PHASES = r"""
+import json, sys, time
+t = [time.perf_counter()]
+import dlcli.cli.app  # the CLI: Typer, click, every command's options
+t.append(time.perf_counter())
+from dlcli import catalog; catalog.load()  # the registry's task modules and the manifest
+t.append(time.perf_counter())
+from dlcli import render  # Rich and the result types
+t.append(time.perf_counter())
+import numpy
+t.append(time.perf_counter())
+import onnxruntime
+t.append(time.perf_counter())
+from dlcli.export.runtime import CpuRuntime
+from dlcli.tasks import classify as task
+from dlcli.tasks.export import cached_export
+loaded = cached_export("classify", model="deepconvnet.mnist")  # registry, SHA-256, the session
+assert loaded is not None, "no cached export"
+t.append(time.perf_counter())
+rt = CpuRuntime.create()
+report = task.classify([sys.argv[1]], rt, classifier=task.OnnxClassifier(loaded, rt), top_k=1, batch_size=1)
+t.append(time.perf_counter())
+json.dumps(report.to_dict())
+t.append(time.perf_counter())
+print(json.dumps({"steps": [b - a for a, b in zip(t, t[1:])], "torch": "torch" in sys.modules}))
+"""
+PHASE_NAMES = ("the CLI (typer, click, command options)", "registry: task modules + manifest", "rich + result types",
+               "numpy", "onnxruntime", "cached export: resolve, SHA-256, session", "classify 7 images (PIL, presets, runs)",
+               "JSON of the report")
+
+
+def phases(threads: int, repeats: int) -> None:
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONPATH=str(ROOT))
+    digits = str(ROOT / "samples" / "digits")
+    runs = []
+    for _ in range(repeats):
+        done = subprocess.run([sys.executable, "-c", PHASES, digits], capture_output=True, text=True, env=env, check=True)
+        runs.append(json.loads(done.stdout))
+    assert not any(r["torch"] for r in runs)
+    print(f"\nwhere --runtime onnx spends its time after the interpreter's start (median of {repeats} fresh processes):")
+    total = 0.0
+    for i, name in enumerate(PHASE_NAMES):
+        t = statistics.median(r["steps"][i] for r in runs)
+        total += t
+        print(f"  {t * 1000:7.1f} ms  {name}")
+    print(f"  {total * 1000:7.1f} ms  in all")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, help="folder with the MNIST IDX files (for the quantisation variants)")
@@ -170,6 +221,7 @@ def main() -> None:
                  args.calibration_size)
     if not args.skip_end_to_end:
         end_to_end(args.threads, args.repeats)
+        phases(args.threads, args.repeats)
 
 
 if __name__ == "__main__":
