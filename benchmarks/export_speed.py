@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -107,15 +108,19 @@ def end_to_end(threads: int, repeats: int) -> None:
              "try:\n    runpy.run_module('dlcli', run_name='__main__')\n"
              "finally:\n    sys.stderr.write('TORCH_IMPORTED=%s\\n' % ('torch' in sys.modules))")
 
-    def run(engine: str) -> tuple[float, float, list[tuple[str, float]], bool]:
+    def cpu() -> float:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
+    def run(engine: str) -> tuple[float, float, float, list[tuple[str, float]], bool]:
         cmd = [sys.executable, "-c", probe, "classify", digits, "--model", "deepconvnet.mnist", "--batch-size",
                "1", "--top-k", "1", "--json", "--quiet", "--runtime", engine]
-        t0 = time.perf_counter()
+        c0, t0 = cpu(), time.perf_counter()
         done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
-        wall = time.perf_counter() - t0
+        wall, cpu_s = time.perf_counter() - t0, cpu() - c0
         report = json.loads(done.stdout)
         top = [(im["predictions"][0]["label"], im["predictions"][0]["probability"]) for im in report["images"]]
-        return wall, report["seconds"], top, "TORCH_IMPORTED=True" in done.stderr
+        return wall, cpu_s, report["seconds"], top, "TORCH_IMPORTED=True" in done.stderr
 
     def floor(args: list[str]) -> float:
         t0 = time.perf_counter()
@@ -125,14 +130,16 @@ def end_to_end(threads: int, repeats: int) -> None:
     run("onnx")  # the first --runtime onnx exports into the cache (if it is not there yet); not timed
     run("torch")  # and the first torch run warms the file cache for torch's libraries; not timed
     walls: dict[str, list[float]] = {"torch": [], "onnx": []}
+    cpus: dict[str, list[float]] = {"torch": [], "onnx": []}
     inner: dict[str, list[float]] = {"torch": [], "onnx": []}
     floors: dict[str, list[float]] = {"python -c pass": [], "dl --version": []}
     tops: dict[str, list[tuple[str, float]]] = {}
     imported: dict[str, bool] = {}
     for _ in range(repeats):
         for engine in ("torch", "onnx"):
-            wall, seconds, tops[engine], imported[engine] = run(engine)
+            wall, cpu_s, seconds, tops[engine], imported[engine] = run(engine)
             walls[engine].append(wall)
+            cpus[engine].append(cpu_s)
             inner[engine].append(seconds)
         floors["python -c pass"].append(floor(["-c", "pass"]))
         floors["dl --version"].append(floor(["-m", "dlcli", "--version"]))
@@ -140,14 +147,16 @@ def end_to_end(threads: int, repeats: int) -> None:
     print(f"\ndl classify samples/digits --model deepconvnet.mnist --batch-size 1 ({n} images, {threads} thread(s)), "
           f"runtimes alternated, median of {repeats} runs each")
     for engine in ("torch", "onnx"):
-        print(f"--runtime {engine:<6} whole command {statistics.median(walls[engine]):.3f} s, "
+        print(f"--runtime {engine:<6} whole command {statistics.median(walls[engine]):.3f} s "
+              f"(CPU {statistics.median(cpus[engine]):.3f} s), "
               f"classification {statistics.median(inner[engine]) * 1000:.1f} ms, torch imported: {imported[engine]}, "
               f"labels {' '.join(label for label, _ in tops[engine])}")
     for what, times in floors.items():
         print(f"floor: {what:<15} {statistics.median(times):.3f} s")
     same = [a for a, _ in tops["torch"]] == [b for b, _ in tops["onnx"]]
     diff = max(abs(p - q) for (_, p), (_, q) in zip(tops["torch"], tops["onnx"]))
-    print(f"onnx / torch: whole command {statistics.median(walls['torch']) / statistics.median(walls['onnx']):.2f}x, "
+    print(f"onnx / torch: whole command {statistics.median(walls['torch']) / statistics.median(walls['onnx']):.2f}x "
+          f"(CPU time {statistics.median(cpus['torch']) / statistics.median(cpus['onnx']):.2f}x), "
           f"classification {statistics.median(inner['torch']) / statistics.median(inner['onnx']):.2f}x faster; "
           f"same labels: {same}, top-1 probabilities within {diff:.1e}")
 
