@@ -16,8 +16,9 @@ from typing import Any, Callable, Mapping
 
 from dlcli.weights.spec import TorchvisionSource, WeightsSpec
 
-# PIL's resampling filters under torchvision's InterpolationMode values.
-_PIL_FILTERS = {"nearest": 0, "bilinear": 2, "bicubic": 3, "box": 4, "hamming": 5, "lanczos": 1}
+# torchvision's InterpolationMode values that name a PIL resampling filter (torchvision hands a PIL
+# image to PIL's resize with that filter).
+_PIL_FILTERS = ("nearest", "bilinear", "bicubic", "box", "hamming", "lanczos")
 
 
 def _mnist(spec: WeightsSpec) -> Callable[[Any], Any] | None:
@@ -56,7 +57,10 @@ def _torchvision_imagenet(spec: WeightsSpec, tf: Mapping[str, Any]) -> Callable[
         crop = int(_one(tf["crop_size"]))
         mean = np.asarray(tf["mean"], dtype=np.float32).reshape(-1, 1, 1)
         std = np.asarray(tf["std"], dtype=np.float32).reshape(-1, 1, 1)
-        resample = _PIL_FILTERS[str(tf["interpolation"])]
+        interpolation = str(tf["interpolation"])
+        if interpolation not in _PIL_FILTERS:
+            return None
+        resample = getattr(Image.Resampling, interpolation.upper())
     except (KeyError, TypeError, ValueError):
         return None  # an export made before the interpolation was recorded: the torch preset
     if tf.get("antialias", True) is not True or resize < 1 or crop < 1:
@@ -78,7 +82,7 @@ def _torchvision_imagenet(spec: WeightsSpec, tf: Mapping[str, Any]) -> Callable[
             padded[top:top + new_h, left:left + new_w] = a
             a = padded
         hh, ww = a.shape[:2]
-        top, left = int(round((hh - crop) / 2.0)), int(round((ww - crop) / 2.0))
+        top, left = round((hh - crop) / 2.0), round((ww - crop) / 2.0)  # torchvision's centre
         a = a[top:top + crop, left:left + crop].transpose(2, 0, 1).astype(np.float32) / np.float32(255.0)
         return (a - mean) / std
 

@@ -215,7 +215,9 @@ class OnnxClassifier:
             from dlcli.weights.presets import transform_for
 
             torch_transform, self.mode = transform_for(loaded.spec)
-            transform = lambda image: torch_transform(image).numpy()  # noqa: E731 - what the torch path feeds
+
+            def transform(image: Any) -> Any:  # what the torch path feeds, as numpy
+                return torch_transform(image).numpy()
         else:
             from dlcli.weights.presets import get_preset
 
