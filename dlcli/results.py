@@ -50,19 +50,45 @@ class Provenance(ResultMixin):
     @classmethod
     def collect(cls, runtime: Any = None, weights: str | None = None, sha256: str | None = None,
                 engine: str | None = None) -> "Provenance":
-        import torch
-
         from dlcli import __version__
 
-        try:
-            import torchvision
-
-            tv = torchvision.__version__
-        except ImportError:  # pragma: no cover - torchvision is a dependency
-            tv = None
         desc = runtime.describe() if runtime is not None else {"device": "cpu", "dtype": "float32", "seed": None}
-        return cls(__version__, torch.__version__, tv, desc["device"], desc["dtype"], desc["seed"], weights, sha256,
-                   engine or "torch")
+        return cls(__version__, package_version("torch") or "", package_version("torchvision"), desc["device"],
+                   desc["dtype"], desc["seed"], weights, sha256, engine or "torch")
+
+
+def package_version(name: str) -> str | None:
+    """`name.__version__` (e.g. "2.14.1+cu130"), without importing the package when it is not loaded:
+    a run through onnxruntime never imports torch, and importing it only to name its version
+    would take most of that run's time. torch and torchvision keep the string in version.py."""
+    import sys
+
+    module = sys.modules.get(name)
+    if module is not None and hasattr(module, "__version__"):
+        return str(module.__version__)
+    import importlib.util
+    import re
+
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for folder in spec.submodule_search_locations:
+        try:
+            text = (Path(folder) / "version.py").read_text(encoding="utf-8")
+        except OSError:
+            continue
+        m = re.search(r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", text, re.M)
+        if m:
+            return m.group(1)
+    try:  # a build without version.py: the installed distribution's version
+        from importlib.metadata import version
+
+        return version(name)
+    except Exception:  # PackageNotFoundError, or broken metadata
+        return None
 
 
 # --- foundation: dl doctor, dl weights --------------------------------------------------------

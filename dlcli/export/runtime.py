@@ -1,9 +1,17 @@
 """An onnxruntime session that a task can call where it calls a torch module: it takes and
 returns torch tensors, and answers `.to()`, `.eval()` and `.train()` as a module would, so the
-device manager can "place" it (it stays on the CPU: onnxruntime's CPU execution provider)."""
+device manager can "place" it (it stays on the CPU: onnxruntime's CPU execution provider).
+
+Nothing here imports torch unless it is handed torch tensors: `dl classify --runtime onnx` with the
+export already cached runs without torch (importing it is most of a short command's time), with
+`CpuRuntime` standing in for the device manager."""
 
 from __future__ import annotations
 
+import os
+import random
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +23,26 @@ _NUMPY_TYPES = {"tensor(float)": "float32", "tensor(uint8)": "uint8", "tensor(in
                 "tensor(double)": "float64", "tensor(int32)": "int32"}
 
 
+def default_threads() -> int:
+    """The intra-op thread count torch would use, found without importing torch when it is not
+    loaded: torch's own count when it is; else OMP_NUM_THREADS (which torch obeys too); else 0,
+    onnxruntime's default of one thread per physical core (torch's default as well)."""
+    torch = sys.modules.get("torch")
+    if torch is not None and hasattr(torch, "get_num_threads"):
+        return int(torch.get_num_threads())
+    try:
+        n = int(os.environ.get("OMP_NUM_THREADS", ""))
+    except ValueError:
+        return 0
+    return n if n > 0 else 0
+
+
 def session_options(threads: int | None = None) -> Any:
     """One intra-op pool of `threads` (default: torch's thread count, so both runtimes get the same
     cores; onnxruntime would otherwise take every physical core of a shared machine)."""
-    import torch
-
     ort = require_onnxruntime()
     so = ort.SessionOptions()
-    so.intra_op_num_threads = int(threads or torch.get_num_threads())
+    so.intra_op_num_threads = int(threads or default_threads())
     so.inter_op_num_threads = 1
     so.log_severity_level = 3  # errors only: onnxruntime's warnings would land on the user's stderr
     return so
@@ -87,3 +107,53 @@ class OnnxModel:
 
     def __repr__(self) -> str:
         return f"OnnxModel({self.path}, {self.engine})"
+
+
+@dataclass(frozen=True)
+class CpuDevice:
+    """What `Runtime.device` answers (`.type`, `str()`), for code that only reads it."""
+
+    type: str = "cpu"
+
+    def __str__(self) -> str:
+        return self.type
+
+
+@dataclass
+class CpuRuntime:
+    """The device manager's stand-in for a model onnxruntime runs: the CPU in float32, described
+    as `dlcli.device.Runtime` describes itself, built without importing torch. Tasks given one
+    run their onnxruntime pipeline (numpy in, numpy out); it cannot place torch modules."""
+
+    requested_precision: str = "auto"
+    seed: int | None = None
+    deterministic: bool = False
+    notices: list[str] = field(default_factory=list)
+    device: CpuDevice = field(default_factory=CpuDevice)
+    dtype_name: str = "float32"
+
+    @classmethod
+    def create(cls, precision: str | None = "auto", seed: int | None = None,
+               deterministic: bool = False) -> "CpuRuntime":
+        """Seeds python and numpy as Runtime.create does (torch is not in the process; whatever
+        imports it later gets its seed from the caller, as export's fixed generators do)."""
+        if seed is not None:
+            import numpy as np
+
+            random.seed(seed)
+            np.random.seed(seed % 2**32)
+        return cls(precision or "auto", seed, deterministic)
+
+    uses_autocast = False
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "device": str(self.device),
+            "dtype": self.dtype_name,
+            "precision_requested": self.requested_precision,
+            "seed": self.seed,
+            "deterministic": self.deterministic,
+        }
+
+    def synchronize(self) -> None:
+        return None

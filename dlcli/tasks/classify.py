@@ -23,6 +23,7 @@ from dlcli.weights.spec import Arch, PackageSource, WeightsSpec
 if TYPE_CHECKING:  # typing only: the device manager imports torch
     from dlcli.results import ClassifyReport
     from dlcli.device import Runtime
+    from dlcli.export.runtime import CpuRuntime
 
 TASK = "classify"
 
@@ -181,6 +182,11 @@ class Classifier(PlacedModel):
             return self.labels[index]
         return str(index)
 
+    def stack(self, tensors: list[Any]) -> Any:
+        import torch
+
+        return torch.stack(tensors)
+
     def postprocess(self, probs: Any, top_k: int) -> list[list[tuple[int, str, float]]]:
         k = max(1, min(top_k, probs.shape[1]))
         values, indices = probs.topk(k, dim=1)
@@ -190,23 +196,101 @@ class Classifier(PlacedModel):
         ]
 
 
-def load_classifier(runtime: Runtime, *, model: str | None = None, weights_file: str | Path | None = None,
-                    offline: bool = False, reporter: Reporter | None = None, random_init: bool = False,
-                    model_file: str | Path | None = None, engine: str | None = None) -> Classifier:
+class OnnxClassifier:
+    """A model onnxruntime runs, with the same preprocessing, labels and outputs as `Classifier`,
+    in numpy: with a preset dlcli/tasks/_arrays.py reproduces, a run imports no torch at all (the
+    torch preset, converted to numpy, serves the others)."""
+
+    channels_last = False
+
+    def __init__(self, loaded: Any, runtime: Runtime | CpuRuntime) -> None:
+        from dlcli.tasks._arrays import array_transform
+
+        self.loaded = loaded
+        self.runtime = runtime
+        self.model = loaded.model  # an OnnxModel: numpy in, numpy out through .run
+        self.labels = loaded.labels
+        transform = array_transform(loaded.spec, getattr(loaded.model, "metadata", {}) or {})
+        if transform is None:
+            from dlcli.weights.presets import transform_for
+
+            torch_transform, self.mode = transform_for(loaded.spec)
+
+            def transform(image: Any) -> Any:  # what the torch path feeds, as numpy
+                return torch_transform(image).numpy()
+        else:
+            from dlcli.weights.presets import get_preset
+
+            self.mode = get_preset(loaded.spec.preprocess).mode
+        self.transform = transform
+        if self.labels is None and loaded.spec.extra.get("labels") == "imagenet":
+            self.labels = imagenet_categories()
+
+    @property
+    def spec(self) -> WeightsSpec:
+        return self.loaded.spec
+
+    def preprocess(self, image: Any) -> Any:
+        return self.transform(image)
+
+    def stack(self, arrays: list[Any]) -> Any:
+        import numpy as np
+
+        return np.stack(arrays)
+
+    def forward(self, batch: Any) -> Any:
+        """A stacked batch (N, C, H, W) -> class probabilities (N, classes), float32 numpy."""
+        import numpy as np
+
+        logits = np.asarray(self.model.run(batch)[0], dtype=np.float32)
+        # Softmax as torch.softmax computes it in float32: shift by the row's maximum, exp, divide.
+        shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probs = shifted / shifted.sum(axis=1, keepdims=True)
+        if not bool(np.isfinite(probs).all()):
+            raise nan_error(self.spec.name, self.runtime)
+        return probs
+
+    label = Classifier.label
+
+    def postprocess(self, probs: Any, top_k: int) -> list[list[tuple[int, str, float]]]:
+        import numpy as np
+
+        k = max(1, min(top_k, probs.shape[1]))
+        # Descending, the lower index first among equal probabilities (a stable sort of -p).
+        indices = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+        values = np.take_along_axis(probs, indices, axis=1)
+        return [
+            [(int(i), self.label(int(i)), float(p)) for p, i in zip(row_p.tolist(), row_i.tolist())]
+            for row_p, row_i in zip(values, indices)
+        ]
+
+
+def load_classifier(runtime: Runtime | CpuRuntime, *, model: str | None = None,
+                    weights_file: str | Path | None = None, offline: bool = False, reporter: Reporter | None = None,
+                    random_init: bool = False, model_file: str | Path | None = None,
+                    engine: str | None = None) -> Classifier | OnnxClassifier:
     """By name or weights file (run by torch, or by onnxruntime with engine="onnx"), or an exported
     ONNX file (`model_file`: its metadata gives the preprocessing and labels). The default falls back
     to EfficientNet-Lite0 (from the plain install's pip packages) with a notice when it cannot be
-    downloaded."""
-    from dlcli.tasks.export import load_weights
+    downloaded.
+
+    onnxruntime's models come as an OnnxClassifier (numpy); one whose export is already cached
+    loads without importing torch (the runtime may then be a CpuRuntime)."""
+    from dlcli.tasks.export import cached_export, load_weights
     from dlcli.weights import loader
 
     if model is None and weights_file is None and model_file is None and not random_init \
             and engine in (None, "torch"):
         loaded = loader.load_default(TASK, OFFLINE, what="ImageNet, installed with dlcli", offline=offline,
                                      reporter=reporter)
-    else:
-        loaded = load_weights(TASK, model=model, weights_file=weights_file, model_file=model_file, engine=engine,
-                              offline=offline, reporter=reporter, random_init=random_init)
+        return Classifier(loaded, runtime)
+    cached = None
+    if engine == "onnx" and model_file is None and not random_init:
+        cached = cached_export(TASK, model=model, weights_file=weights_file)
+    loaded = cached or load_weights(TASK, model=model, weights_file=weights_file, model_file=model_file,
+                                    engine=engine, offline=offline, reporter=reporter, random_init=random_init)
+    if engine == "onnx" or model_file is not None:
+        return OnnxClassifier(loaded, runtime)
     return Classifier(loaded, runtime)
 
 
@@ -224,11 +308,11 @@ def _batches(prepared: Iterator[Prepared], batch_size: int) -> Iterator[list[Pre
 
 def classify(
     inputs: Sequence[str],
-    runtime: Runtime,
+    runtime: Runtime | CpuRuntime,
     *,
     model: str | None = None,
     weights_file: str | Path | None = None,
-    classifier: Classifier | None = None,
+    classifier: Classifier | OnnxClassifier | None = None,
     top_k: int = 5,
     batch_size: int = 16,
     strict: bool = False,
@@ -281,13 +365,11 @@ def classify(
                 continue
             yield Prepared(index, item.source, tensor, guard.warning(item.image))
 
-    import torch
-
     reporter.start(f"classifying with {clf.spec.name}", float(len(sources)))
     t0 = time.perf_counter()
     try:
         for batch in _batches(prepared(), batch_size):
-            probs = clf.forward(torch.stack([p.tensor for p in batch]))
+            probs = clf.forward(clf.stack([p.tensor for p in batch]))
             for item, top in zip(batch, clf.postprocess(probs, top_k)):
                 result = ClassifyResult(
                     index=item.index, source=item.source,
@@ -317,7 +399,10 @@ def preprocessed_image(tensors: Sequence[Any], spec: WeightsSpec) -> Any:
 
     if not tensors:
         raise InputError("no image was classified, so there is nothing to show")
-    images = [to_display(spec, t) for t in tensors]
+    import torch
+
+    # onnxruntime's pipeline keeps numpy arrays; the display code reads tensors.
+    images = [to_display(spec, torch.as_tensor(t)) for t in tensors]
     if len(images) == 1:
         return images[0]
     if len({im.size for im in images}) > 1:

@@ -190,6 +190,12 @@ def _record(loaded: Any, plan: Plan, precision: str) -> dict[str, Any]:
         tf = torchvision_weights(spec.source).transforms()
         record["transforms"] = {k: _plain_list(getattr(tf, k)) for k in ("resize_size", "crop_size", "mean", "std")
                                 if getattr(tf, k, None) is not None}
+        # How the resize samples (torchvision's weights differ: bilinear for most, bicubic for some):
+        # with it, `--runtime onnx` preprocesses with PIL and numpy alone (dlcli/tasks/_arrays.py).
+        mode = getattr(tf, "interpolation", None)
+        if mode is not None:
+            record["transforms"]["interpolation"] = str(getattr(mode, "value", mode))
+            record["transforms"]["antialias"] = getattr(tf, "antialias", True)
     return record
 
 
@@ -583,6 +589,60 @@ def for_engine(loaded: Any, engine: str | None, *, reporter: Reporter | None = N
         export_loaded(loaded, fmt="onnx", out=path, force=True, reporter=reporter)
         model = OnnxModel(path, threads=threads)
     return LoadedWeights(model, loaded.spec, loaded.path, loaded.sha256, loaded.labels, loaded.meta)
+
+
+def cached_export(task: str, *, model: str | None = None, weights_file: str | Path | None = None,
+                  threads: int | None = None) -> Any:
+    """What load_weights(engine="onnx") gives, from the export already in the cache and without
+    importing torch: the entry is resolved in the registry (its SHA-256 from the manifest or the
+    import index), a --weights-file is hashed; the cached .onnx of that SHA-256 opens in
+    onnxruntime. None when there is nothing usable cached (no export yet, a damaged one, a
+    torchvision download never verified here): load_weights then exports it, with torch.
+
+    The weights file itself is not read: the export was checked against it when it was made, and
+    the cache holds it under the full SHA-256 the weights are known by."""
+    from dlcli.export.runtime import OnnxModel
+    from dlcli.weights import registry, store
+    from dlcli.weights.loader import LoadedWeights
+
+    if model is not None and weights_file is not None:
+        return None  # load_model's error
+    path: Path | None = None
+    spec = None
+    if weights_file is not None:
+        path = Path(weights_file).expanduser()
+        if not path.is_file():
+            return None  # load_model's error says what the path is
+        sha = store.sha256_file(path)
+    else:
+        spec = registry.resolve(model, task)
+        sha = store.expected_sha256(spec)
+    if not sha:
+        return None
+    cached = cache_path(sha)
+    if not cached.is_file():
+        return None
+    try:
+        onnx_model = OnnxModel(cached, threads=threads)
+    except DLError:
+        return None  # for_engine reports the damage and exports again
+    meta = onnx_model.metadata
+    if meta.get("weights_sha256") != sha or not meta.get("task") or not meta.get("weights"):
+        return None
+    if spec is None:
+        assert path is not None
+        if meta["task"] != task:
+            raise WeightsError(f"{path} holds {meta['task']!r} weights ({meta.get('arch', '')}), not {task!r}")
+        from dlcli.weights.spec import ImportedSource, WeightsSpec
+
+        # The entry load_model would make from the file's own metadata, as the export recorded it.
+        exported = spec_from_export(meta, path)
+        spec = WeightsSpec(**{**exported.__dict__, "source": ImportedSource(path.name, sha, str(path)),
+                              "description": ""})
+    elif meta["task"] != spec.task or meta["weights"] != spec.name:
+        return None
+    labels = list(spec.labels) if spec.labels is not None else meta.get("labels")
+    return LoadedWeights(onnx_model, spec, path, sha, list(labels) if labels is not None else None, meta)
 
 
 def load_weights(task: str, *, model: str | None = None, weights_file: str | Path | None = None,

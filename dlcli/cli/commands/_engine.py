@@ -11,6 +11,8 @@ import typer
 
 if TYPE_CHECKING:  # typing only: the device manager imports torch
     from dlcli.device import Runtime
+    from dlcli.export.runtime import CpuRuntime
+    from dlcli.progress import Reporter
 
 RUNTIME_HELP = ("torch (default) | onnx: run the weights in onnxruntime on the CPU, exported and checked once "
                 "into the cache ($DL_HOME/exported, keyed by the weights' SHA-256).")
@@ -41,6 +43,16 @@ def engine_options(opts: Any, engine: Optional[str], model_file: Optional[Path])
     if opts.device not in ("auto", "cpu"):
         raise InputError("onnxruntime runs on the CPU here; drop --device (or use --runtime torch)")
     return dataclasses.replace(opts, device="cpu")
+
+
+def engine_start(opts: Any, engine: Optional[str], model_file: Optional[Path]) -> tuple[Runtime | CpuRuntime, Reporter]:
+    """opts.start() for torch; for onnxruntime, the CPU stand-in of the device manager, which
+    needs no torch (a run whose export is cached then never imports it)."""
+    if engine != "onnx" and model_file is None:
+        return opts.start()
+    from dlcli.export.runtime import CpuRuntime
+
+    return CpuRuntime.create(opts.precision, opts.seed, opts.deterministic), opts.reporter()
 
 
 def engine_label(model: Any, runtime: Runtime) -> str:

@@ -9,7 +9,7 @@ import typer
 
 from dlcli.cli.config_options import RunOptions, TrainOptions
 from dlcli.cli.app import Options, command, group
-from dlcli.cli.commands._engine import engine_label, engine_options, model_file_option, runtime_option
+from dlcli.cli.commands._engine import engine_label, engine_options, engine_start, model_file_option, runtime_option
 
 
 def register(app: typer.Typer) -> None:
@@ -46,7 +46,7 @@ def register(app: typer.Typer) -> None:
         if show_preprocessed is not None:
             check_writable(show_preprocessed, force)  # fail before the work, not after
         opts = engine_options(opts, engine, model_file)
-        rt, reporter = opts.start()
+        rt, reporter = engine_start(opts, engine, model_file)  # onnxruntime: no torch unless it must export
         clf = task.load_classifier(rt, model=model, weights_file=weights_file, offline=opts.offline, reporter=reporter,
                                    model_file=model_file, engine=engine)
         reporter.message(f"{clf.spec.name} on {engine_label(clf.model, rt)}")
