@@ -318,7 +318,7 @@ def test_cli_train_needs_data_and_eval_reports_bleu(trained: Path) -> None:
     res = runner.invoke(app, ["caption", "train", "--out", str(trained / "x")])
     assert res.exit_code == 2 and "--data scenes" in res.output
     res = runner.invoke(app, ["caption", "eval", "--weights-file", str(trained / "best.safetensors"),
-                              "--size", "6", "--beam-size", "2", "--json", "--device", "cpu"])
+                              "--count", "6", "--beam-size", "2", "--json", "--device", "cpu"])
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
     assert data["images"] == 6 and set(data["bleu"]) == {"bleu1", "bleu2", "bleu3", "bleu4"}

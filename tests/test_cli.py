@@ -241,3 +241,11 @@ def test_renamed_options_still_work_with_a_deprecation_notice(tmp_path) -> None:
     assert "Invalid value for '--steps'" in r.output
     r = runner.invoke(app, ["caption", "train", "--val-fraction=2", "--out", str(tmp_path / "c")])
     assert r.exit_code == 2 and "--val-fraction is deprecated; use --val-split" in r.output
+    # eval commands: one name for how many (--count) and for the held-out world (--data-seed)
+    for words in (["detect", "eval"], ["segment", "eval"], ["caption", "eval"]):
+        text = runner.invoke(app, [*words, "--help"]).output
+        assert "--count" in text and "--data-seed" in text and "--scene-seed" not in text, words
+    r = runner.invoke(app, ["caption", "eval", "--size", "0"])
+    assert r.exit_code == 2 and "--size is deprecated; use --count" in r.output
+    r = runner.invoke(app, ["detect", "eval", "--scene-seed", "x"])
+    assert r.exit_code == 2 and "--scene-seed is deprecated; use --data-seed" in r.output

@@ -96,7 +96,7 @@ SMALL: dict[str, str] = {
     "dl caption train --data scenes --out runs/nic --name nic.mine":
         "dl caption train --data scenes --out runs/nic --name nic.mine --epochs 1 --train-size 8 --val-size 2",
     "dl caption train --resume runs/nic --epochs 20": "dl caption train --resume runs/nic --epochs 2",
-    "dl caption eval --size 500 --data-seed 2": "dl caption eval --size 2 --data-seed 2",
+    "dl caption eval --count 500 --data-seed 2": "dl caption eval --count 2 --data-seed 2",
     # The example above it wrote masks/ from the same image: in one folder the second needs --force.
     "dl segment samples/scene.png --model fcn_small.scenes --runtime onnx --out masks/":
         "dl segment samples/scene.png --model fcn_small.scenes --runtime onnx --out masks/ --force",

@@ -412,7 +412,7 @@ def test_segment_eval_out_draws_iou_bars_and_a_confusion_matrix(tmp_path: Path) 
 
 @needs_plots
 def test_caption_eval_out_draws_a_sheet_of_captions(tmp_path: Path) -> None:
-    r = runner.invoke(app, ["caption", "eval", "--size", "6", "--examples", "3", "--out", str(tmp_path / "pics"),
+    r = runner.invoke(app, ["caption", "eval", "--count", "6", "--examples", "3", "--out", str(tmp_path / "pics"),
                             "--json", "--device", "cpu"])
     assert r.exit_code == 0, r.output
     report = json.loads(r.stdout)

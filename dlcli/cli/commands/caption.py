@@ -111,12 +111,12 @@ def register(app: typer.Typer) -> None:
                 ("use it", f"dl caption IMAGE --weights-file {result.weights}"),
             ])
 
-    @command(grp, "eval")
+    @command(grp, "eval", renamed={"--size": "--count"})
     def evaluate(
         model: Optional[str] = typer.Option(None, "--model", "-m", help="Weights name (default nic.scenes)."),
         weights_file: Optional[Path] = typer.Option(None, "--weights-file", help="A .safetensors file written by `dl caption train`."),
         data: str = typer.Option("scenes", "--data", help="`scenes` (held-out seeded scenes) unless --captions is given."),
-        size: int = typer.Option(500, "--size", help="How many scenes to caption."),
+        count: int = typer.Option(500, "--count", "-n", min=1, max=100_000, help="Scenes to caption (scenes data)."),
         data_seed: int = typer.Option(2, "--data-seed", min=0, help="Scene world to test on (training used 0, validation 1)."),
         captions: Optional[Path] = typer.Option(None, "--captions", help="COCO-format caption annotations to test on."),
         images: Optional[Path] = typer.Option(None, "--images", help="Folder holding the images the --captions file names."),
@@ -135,7 +135,7 @@ def register(app: typer.Typer) -> None:
         check_pictures_dir(out)
         rt = opts.runtime()
         reporter = opts.reporter()
-        report = task.evaluate_weights(rt, model=model, weights_file=weights_file, data=data, size=size,
+        report = task.evaluate_weights(rt, model=model, weights_file=weights_file, data=data, size=count,
                                        data_seed=data_seed, captions_file=str(captions) if captions else None,
                                        images_dir=str(images) if images else None, beam_size=beam_size,
                                        max_length=max_length, examples=examples, offline=opts.offline,

@@ -62,14 +62,14 @@ def register(app: typer.Typer) -> None:
 
     register_vision_train(grp, "detect", DetectTrainConfig, arch="fasterrcnn_small", what="the small Faster R-CNN", metric="mAP")
 
-    @command(grp, "eval")
+    @command(grp, "eval", renamed={"--scene-seed": "--data-seed"})
     def eval_(
         model: Optional[str] = typer.Option(None, "--model", "-m", help="Weights ARCH.TAG (default: the bundled fasterrcnn_small.scenes for scenes)."),
         weights_file: Optional[Path] = typer.Option(None, "--weights-file", help="A .safetensors file written by `dl detect train`."),
         data: str = typer.Option("scenes", "--data", help="'scenes' (held-out test seed) or a COCO-format annotations JSON."),
         images: Optional[Path] = typer.Option(None, "--images", help="Image folder of a COCO JSON (default: the JSON's folder)."),
         count: int = typer.Option(500, "--count", "-n", min=1, help="Scenes to evaluate on."),
-        scene_seed: Optional[int] = typer.Option(None, "--scene-seed", help="Scene-world seed (default: the test seed, 2)."),
+        data_seed: Optional[int] = typer.Option(None, "--data-seed", help="Scene world to evaluate on (default: the test seed, 2; training used 0, validation 1)."),
         batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="Images per forward pass."),
         out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for pictures: pr.png (per-class precision-recall) and confusion.png (with background)."),
         *,
@@ -84,7 +84,7 @@ def register(app: typer.Typer) -> None:
         check_pictures_dir(out)
         rt, reporter = opts.start()
         report = task.evaluate(rt, model=model, weights_file=weights_file, data=data,
-                               images=str(images) if images else None, count=count, seed=scene_seed,
+                               images=str(images) if images else None, count=count, seed=data_seed,
                                batch_size=batch_size, offline=opts.offline, reporter=reporter, pictures_dir=out)
         say_pictures(out, report.pictures, reporter)
         if opts.json:

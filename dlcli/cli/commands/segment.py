@@ -54,13 +54,13 @@ def register(app: typer.Typer) -> None:
 
     register_vision_train(grp, "segment", SegmentTrainConfig, arch="fcn_small", what="the small FCN", metric="mIoU")
 
-    @command(grp, "eval")
+    @command(grp, "eval", renamed={"--scene-seed": "--data-seed"})
     def eval_(
         model: Optional[str] = typer.Option(None, "--model", "-m", help="Weights ARCH.TAG (default: the bundled fcn_small.scenes for scenes)."),
         weights_file: Optional[Path] = typer.Option(None, "--weights-file", help="A .safetensors file written by `dl segment train`."),
         data: str = typer.Option("scenes", "--data", help="'scenes' (held-out test seed) or a folder with images/ and masks/."),
         count: int = typer.Option(500, "--count", "-n", min=1, help="Scenes to evaluate on."),
-        scene_seed: Optional[int] = typer.Option(None, "--scene-seed", help="Scene-world seed (default: the test seed, 2)."),
+        data_seed: Optional[int] = typer.Option(None, "--data-seed", help="Scene world to evaluate on (default: the test seed, 2; training used 0, validation 1)."),
         batch_size: int = typer.Option(16, "--batch-size", "-b", min=1, help="Images per forward pass."),
         out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for pictures: iou.png (per-class IoU) and confusion.png (pixels)."),
         *,
@@ -73,7 +73,7 @@ def register(app: typer.Typer) -> None:
 
         check_pictures_dir(out)
         rt, reporter = opts.start()
-        report = task.evaluate(rt, model=model, weights_file=weights_file, data=data, count=count, seed=scene_seed,
+        report = task.evaluate(rt, model=model, weights_file=weights_file, data=data, count=count, seed=data_seed,
                                batch_size=batch_size, offline=opts.offline, reporter=reporter, pictures_dir=out)
         say_pictures(out, report.pictures, reporter)
         if opts.json:
