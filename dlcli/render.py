@@ -480,7 +480,28 @@ def render_transfer(report: results.TransferReport) -> None:
 
 
 # The table renderer of each result type: `show` is the one entry the commands call.
+def render_video(report: results.VideoReport) -> None:
+    """A video run: what was read, what was written, the task's tallies and the speed."""
+    rows: list[tuple[str, Any]] = [
+        ("source", f"{report.source} ({report.width}x{report.height}, {report.fps:.3g} fps)"),
+        ("frames processed", f"{report.frames}" + (f" (every {report.vid_stride}th)" if report.vid_stride > 1 else "")
+         + (f" from {report.start:g} s" if report.start else "")),
+    ]
+    for key, value in report.summary.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k} {v}" for k, v in value.items()) or "-"
+        rows.append((key.replace("_", " "), value))
+    if report.output:
+        rows.append(("annotated video", f"{report.output} ({report.output_fps:.3g} fps)"))
+    if report.jsonl and report.jsonl != "-":
+        rows.append(("per-frame JSONL", report.jsonl))
+    rows.append(("speed", f"{report.frames_per_second:.1f} frames/s ({report.seconds:.2f} s)"))
+    print_table(f"{report.task} · {report.model} · {report.provenance.device} ({report.provenance.dtype})",
+                ["", ""], rows)
+
+
 _TABLES: dict[type, Any] = {
+    results.VideoReport: render_video,
     results.TransferReport: render_transfer,
     results.DoctorReport: render_doctor,
     results.ClassifyResult: render_classify_result,
