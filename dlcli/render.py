@@ -17,6 +17,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.markup import escape
 from rich.table import Table
 
 from dlcli import results
@@ -116,7 +117,7 @@ class RichReporter:
 
     def message(self, text: str) -> None:
         if not self.quiet:
-            self.console.print(f"[dim]{text}[/]")
+            self.console.print(f"[dim]{escape(text)}[/]")  # a path or "dlcli[video]" is text, not markup
 
     def row(self, values: dict[str, Any]) -> None:
         """Rows of a table printed as they come (stderr): one header, aligned columns."""

@@ -117,8 +117,10 @@ def _root_options(ctx: typer.Context) -> Optional[Options]:
 
 def report_error(message: str) -> None:
     from rich.console import Console
+    from rich.markup import escape
 
-    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]Error:[/] {message}", markup=True)
+    # escape: "pip install 'dlcli[video]'" and paths with brackets are text, not Rich markup.
+    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]Error:[/] {escape(message)}", markup=True)
 
 
 def raise_for_failures(failed: int, succeeded: int, verb: str) -> None:
