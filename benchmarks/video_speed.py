@@ -2,18 +2,21 @@
 frame loop, plus its peak memory on a short and on a long video (streaming: it should not grow).
 
 The video is a synthetic scene clip (shapes moving across frames, dlcli.data.scenes.make_clip),
-encoded to H.264 with PyAV. Both sides use the bundled fasterrcnn_small.scenes on the CPU with
-batches of 4 frames (the command's default) and each runs in its own fresh process:
+encoded to H.264 with PyAV. Both sides load the bundled fasterrcnn_small.scenes and run it on the
+CPU in batches of 4 frames (the command's default), in this process, timed from the same start
+(loading the model included on both sides):
 
-- command: `python -m dlcli detect clip.mp4 --model fasterrcnn_small.scenes --out out.mp4
-  --jsonl out.jsonl --json` (decode, model, thresholding, boxes drawn, JSONL written, H.264 encode);
-  its frames/s is the report's own (the frame loop, without start-up and model loading);
+- command: `dl detect clip.mp4 --model fasterrcnn_small.scenes --out out.mp4 --jsonl out.jsonl
+  --json --quiet`, invoked through the real CLI (Typer's CliRunner): decode, model, thresholding,
+  boxes drawn, JSONL written, H.264 encode;
 - bare: the least a script must do for the same video: PyAV decode -> the same model -> PyAV
-  H.264 encode of the frames (nothing drawn, nothing written beside the video), timed the same way.
+  H.264 encode of the frames (nothing drawn, nothing written beside the video).
 
-Rounds alternate command and bare (pairs run back to back, so a busy machine slows both alike); the
-ratio reported is the median over the rounds of command/bare. Both use --threads torch threads
-(OMP_NUM_THREADS; default 1, so that the two are compared on equal terms on a shared machine).
+Rounds alternate the two after one warm-up of each. Two measures: wall-clock frames/s, and frames
+per CPU-second of this process (all its threads: decoder, encoder, torch). On a shared machine the
+wall clock mostly measures the neighbours; CPU time measures the work each side does. Peak RSS is
+measured on fresh processes (`python -m dlcli detect ...`, wait4's ru_maxrss) for the short clip
+and a --long one.
 
     python benchmarks/video_speed.py                         # 1000 frames of 128x128, 5 rounds, RSS on 5000
     python benchmarks/video_speed.py --frames 300 --size 256 --rounds 3 --long 0 --json
@@ -45,17 +48,14 @@ def make_video(path: Path, frames: int, size: int) -> None:
                       force=True)
 
 
-def bare_loop(path: str, out: str) -> dict:
-    """Decode -> model -> encode, nothing else; frames/s of the loop (model loaded before timing)."""
+def bare_loop(path: str, out: str) -> int:
+    """Decode -> model -> encode, nothing else. Returns the frames processed."""
     import av
 
-    from dlcli import catalog
     from dlcli.device import Runtime
     from dlcli.tasks.detect import load_detector
 
-    catalog.load()
     det = load_detector(Runtime.create("cpu", "fp32", None, False), model=MODEL, offline=True)
-    t0 = time.perf_counter()
     src = av.open(path)
     stream = src.streams.video[0]
     stream.thread_type = "AUTO"
@@ -84,8 +84,28 @@ def bare_loop(path: str, out: str) -> dict:
         dst.mux(packet)
     dst.close()
     src.close()
-    seconds = time.perf_counter() - t0
-    return {"frames": n, "frames_per_second": n / seconds}
+    return n
+
+
+def command_in_process(path: Path, work: Path) -> int:
+    """`dl detect` through the CLI, as a user types it. Returns the frames processed."""
+    from typer.testing import CliRunner
+
+    from dlcli.cli.app import app
+
+    result = CliRunner().invoke(app, ["detect", str(path), "--model", MODEL, "--offline", "--batch-size", str(BATCH),
+                                      "--out", str(work / "cmd.mp4"), "--jsonl", str(work / "cmd.jsonl"), "--force",
+                                      "--json", "--quiet"])
+    if result.exit_code != 0:
+        raise SystemExit(f"dl detect failed: {result.stderr or result.stdout}")
+    return json.loads(result.stdout)["frames"]
+
+
+def timed(fn, *args) -> tuple[float, float, int]:
+    """(wall s, CPU s of this process, result) of one call."""
+    w, c = time.perf_counter(), time.process_time()
+    n = fn(*args)
+    return time.perf_counter() - w, time.process_time() - c, n
 
 
 def run_child(args: list[str]) -> tuple[str, float]:
@@ -103,12 +123,11 @@ def run_child(args: list[str]) -> tuple[str, float]:
     return out, usage.ru_maxrss / 1024  # Linux: kB
 
 
-def command(path: Path, work: Path) -> tuple[float, float]:
-    """(frames/s, peak RSS MB) of `dl detect` on `path`, in a fresh process."""
-    out, rss = run_child(["-m", "dlcli", "detect", str(path), "--model", MODEL, "--offline", "--batch-size",
-                          str(BATCH), "--out", str(work / "cmd.mp4"), "--jsonl", str(work / "cmd.jsonl"), "--force",
-                          "--json", "--quiet"])
-    return json.loads(out)["frames_per_second"], rss
+def command_rss(path: Path, work: Path) -> float:
+    """Peak RSS (MB) of `dl detect` on `path` in a fresh process."""
+    _, rss = run_child(["-m", "dlcli", "detect", str(path), "--model", MODEL, "--offline", "--batch-size", str(BATCH),
+                        "--out", str(work / "rss.mp4"), "--jsonl", str(work / "rss.jsonl"), "--force", "--quiet"])
+    return rss
 
 
 def main() -> None:
@@ -116,47 +135,63 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=1000)
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads of both (OMP_NUM_THREADS)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (both sides)")
     parser.add_argument("--long", type=int, default=5000, help="frames of the long video for peak RSS (0: skip)")
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--bare", nargs=2, metavar=("IN", "OUT"), help=argparse.SUPPRESS)  # the child's entry
     args = parser.parse_args()
-    if args.bare:
-        print(json.dumps(bare_loop(*args.bare)))
-        return
-    os.environ["OMP_NUM_THREADS"] = str(args.threads)  # inherited by both children
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)  # for the RSS children
+    import torch
+
+    from dlcli import catalog
+
+    torch.set_num_threads(args.threads)
+    catalog.load()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         clip = work / "clip.mp4"
         make_video(clip, args.frames, args.size)
-        cmd_fps, bare_fps = [], []
+        runs: dict[str, list[tuple[float, float]]] = {"command": [], "bare": []}
+        sides = {"command": lambda: command_in_process(clip, work), "bare": lambda: bare_loop(str(clip), str(work / "bare.mp4"))}
+        for name, fn in sides.items():  # warm-up: first-call costs (lazy imports, encoder set-up)
+            fn()
         for _ in range(args.rounds):
-            cmd_fps.append(command(clip, work)[0])
-            out, _ = run_child([__file__, "--bare", str(clip), str(work / "bare.mp4")])
-            bare_fps.append(json.loads(out)["frames_per_second"])
-        c, b = statistics.median(cmd_fps), statistics.median(bare_fps)
-        ratio = statistics.median(x / y for x, y in zip(cmd_fps, bare_fps))
+            for name, fn in sides.items():
+                wall, cpu, n = timed(fn)
+                assert n == args.frames, (name, n)
+                runs[name].append((args.frames / wall, args.frames / cpu))
+        med = {name: (statistics.median(r[0] for r in rs), statistics.median(r[1] for r in rs)) for name, rs in runs.items()}
+        wall_ratio = med["command"][0] / med["bare"][0]
+        cpu_ratio = med["command"][1] / med["bare"][1]
         result = {
             "video": f"{args.frames} frames, {args.size}x{args.size}, H.264", "model": MODEL, "batch": BATCH,
-            "torch_threads": args.threads,
-            "command_fps": round(c, 1), "bare_fps": round(b, 1), "command_over_bare": round(ratio, 3),
-            "overhead_percent": round(100 * (1 - ratio), 1),
-            "rounds": {"command": [round(v, 1) for v in cmd_fps], "bare": [round(v, 1) for v in bare_fps]},
+            "torch_threads": args.threads, "rounds": args.rounds,
+            "command_fps": round(med["command"][0], 1), "bare_fps": round(med["bare"][0], 1),
+            "command_over_bare_wall": round(wall_ratio, 3),
+            "command_fps_per_cpu_s": round(med["command"][1], 1), "bare_fps_per_cpu_s": round(med["bare"][1], 1),
+            "command_over_bare_cpu": round(cpu_ratio, 3),
+            "overhead_percent_wall": round(100 * (1 / wall_ratio - 1), 1),
+            "overhead_percent_cpu": round(100 * (1 / cpu_ratio - 1), 1),
+            "per_round_fps": {k: [round(r[0], 1) for r in v] for k, v in runs.items()},
+            "load_average": os.getloadavg()[0],
         }
         if args.long:
             long_clip = work / "long.mp4"
             make_video(long_clip, args.long, args.size)
-            _, short_rss = command(clip, work)
-            _, long_rss = command(long_clip, work)
-            result["peak_rss_mb"] = {f"{args.frames} frames": round(short_rss, 1), f"{args.long} frames": round(long_rss, 1)}
+            result["peak_rss_mb"] = {f"{args.frames} frames": round(command_rss(clip, work), 1),
+                                     f"{args.long} frames": round(command_rss(long_clip, work), 1)}
     if args.json:
         print(json.dumps(result, indent=2))
         return
-    print(f"{result['video']}, {MODEL}, batches of {BATCH}, CPU, {args.threads} torch thread(s)")
-    print(f"  dl detect (decode, model, boxes, JSONL, encode): {result['command_fps']:7.1f} frames/s  {result['rounds']['command']}")
-    print(f"  bare loop (decode, model, encode):               {result['bare_fps']:7.1f} frames/s  {result['rounds']['bare']}")
-    print(f"  command / bare = {result['command_over_bare']:.3f} (median of the rounds' ratios; "
-          f"overhead {result['overhead_percent']:.1f}%, at most 10% wanted)")
+    print(f"{result['video']}, {MODEL}, batches of {BATCH}, CPU, {args.threads} torch thread(s), "
+          f"{args.rounds} rounds, load average {result['load_average']:.1f}")
+    print(f"  dl detect (decode, model, boxes, JSONL, encode): {result['command_fps']:6.1f} frames/s, "
+          f"{result['command_fps_per_cpu_s']:6.1f} frames per CPU-second")
+    print(f"  bare loop (decode, model, encode):               {result['bare_fps']:6.1f} frames/s, "
+          f"{result['bare_fps_per_cpu_s']:6.1f} frames per CPU-second")
+    print(f"  overhead of the command: wall {result['overhead_percent_wall']:+.1f}%, CPU {result['overhead_percent_cpu']:+.1f}% "
+          f"(command/bare {result['command_over_bare_wall']:.3f} wall, {result['command_over_bare_cpu']:.3f} CPU; "
+          "at most 10% wanted)")
+    print(f"  per-round frames/s: {result['per_round_fps']}")
     if "peak_rss_mb" in result:
         print("  peak RSS of dl detect: " + ", ".join(f"{k}: {v:.0f} MB" for k, v in result["peak_rss_mb"].items()))
 
