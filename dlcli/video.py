@@ -27,7 +27,7 @@ from dlcli.errors import InputError
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm")
 EXTRA_HINT = "pip install 'dlcli[video]'"
 # A frame holds width x height x 3 bytes several times over (decoded, RGB, annotated, encoded):
-# 8K UHD (33 Mpx) fits, a header that claims 60000x60000 does not get decoded (README "Limits").
+# 8K UHD (33 Mpx) fits, a header that claims 60000x60000 does not get decoded (README "Video").
 MAX_FRAME_PIXELS = 40_000_000
 MAX_FPS = 1000.0  # above this a header's frame rate is nonsense; outputs fall back to DEFAULT_FPS
 DEFAULT_FPS = 25.0

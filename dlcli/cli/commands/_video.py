@@ -5,6 +5,7 @@ load the model with the command's own loader, run the frame loop (dlcli/tasks/vi
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
@@ -52,6 +53,10 @@ class VideoArgs:
     start: float = 0.0
     jsonl: Optional[str] = None
 
+    def streaming(self, jsonl: bool) -> "VideoArgs":
+        """These options with the per-frame records on stdout (classify's --jsonl flag) or nowhere."""
+        return dataclasses.replace(self, jsonl="-" if jsonl else None)
+
     def wanted(self, inputs: Sequence[str], *, image_only: Optional[dict[str, Any]] = None,
                video_only: Optional[dict[str, Any]] = None) -> bool:
         """True when the inputs are a video (run the frame loop). Options of the other mode are
@@ -82,11 +87,11 @@ def run(opts: Any, inputs: Sequence[str], args: VideoArgs, *, load: Callable[[An
     from dlcli import render
     from dlcli.cli.commands._engine import engine_label
     from dlcli.errors import InputError
-    from dlcli.video import require_av
+    from dlcli.video import is_video, require_av
 
     if args.jsonl == "-" and opts.json:
         raise InputError("give either --json or --jsonl -, not both (both write to stdout)")
-    if inputs[0].lower().endswith((".mp4", ".mov", ".avi", ".mkv", ".webm")):
+    if is_video(inputs[0]) or out is not None:
         require_av()  # the missing extra, said before a model is loaded
     rt, reporter = opts.start()
     model = load(rt, reporter)

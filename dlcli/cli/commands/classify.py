@@ -50,13 +50,13 @@ def register(app: typer.Typer) -> None:
 
         if opts.json and jsonl:
             raise InputError("give either --json or --jsonl, not both")
-        video = _video.VideoArgs(frames, vid_stride, max_frames, start, "-" if jsonl else None)
+        video = _video.VideoArgs(frames, vid_stride, max_frames, start)
         if video.wanted(images, image_only={"--show-preprocessed": show_preprocessed, "--strict": strict},
                         video_only={"--out": out}):
             from dlcli.tasks.video import classify_video
 
             opts = engine_options(opts, engine, model_file)
-            return _video.run(opts, images, video, out=out, force=force,
+            return _video.run(opts, images, video.streaming(jsonl), out=out, force=force,
                               load=lambda rt, rep: task.load_classifier(rt, model=model, weights_file=weights_file,
                                                                         offline=opts.offline, reporter=rep,
                                                                         model_file=model_file, engine=engine),
