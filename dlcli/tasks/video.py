@@ -215,7 +215,7 @@ def run_frames(
         if jsonl_path is not None:
             tmp_jsonl = stack.enter_context(atomic_output(jsonl_path, force))
             lines = stack.enter_context(open(tmp_jsonl, "w", encoding="utf-8"))
-        reporter.start(f"{handler.task} {Path(source).name} with {handler.model}", reader.expected, unit="frames")
+        reporter.start(f"{handler.task} {Path(source).name}", reader.expected, unit="frames")  # model: in the line above
         stack.callback(reporter.finish)
 
         def flush(batch: list[Any]) -> None:
