@@ -151,7 +151,8 @@ def main() -> None:
         clip = work / "clip.mp4"
         make_video(clip, args.frames, args.size)
         runs: dict[str, list[tuple[float, float]]] = {"command": [], "bare": []}
-        sides = {"command": lambda: command_in_process(clip, work), "bare": lambda: bare_loop(str(clip), str(work / "bare.mp4"))}
+        sides = {"command": lambda: command_in_process(clip, work),
+                 "bare": lambda: bare_loop(str(clip), str(work / "bare.mp4"))}
         for name, fn in sides.items():  # warm-up: first-call costs (lazy imports, encoder set-up)
             fn()
         for _ in range(args.rounds):
@@ -159,7 +160,8 @@ def main() -> None:
                 wall, cpu, n = timed(fn)
                 assert n == args.frames, (name, n)
                 runs[name].append((args.frames / wall, args.frames / cpu))
-        med = {name: (statistics.median(r[0] for r in rs), statistics.median(r[1] for r in rs)) for name, rs in runs.items()}
+        med = {name: (statistics.median(r[0] for r in rs), statistics.median(r[1] for r in rs))
+               for name, rs in runs.items()}
         wall_ratio = med["command"][0] / med["bare"][0]
         cpu_ratio = med["command"][1] / med["bare"][1]
         result = {
@@ -188,7 +190,8 @@ def main() -> None:
           f"{result['command_fps_per_cpu_s']:6.1f} frames per CPU-second")
     print(f"  bare loop (decode, model, encode):               {result['bare_fps']:6.1f} frames/s, "
           f"{result['bare_fps_per_cpu_s']:6.1f} frames per CPU-second")
-    print(f"  overhead of the command: wall {result['overhead_percent_wall']:+.1f}%, CPU {result['overhead_percent_cpu']:+.1f}% "
+    print(f"  overhead of the command: wall {result['overhead_percent_wall']:+.1f}%, "
+          f"CPU {result['overhead_percent_cpu']:+.1f}% "
           f"(command/bare {result['command_over_bare_wall']:.3f} wall, {result['command_over_bare_cpu']:.3f} CPU; "
           "at most 10% wanted)")
     print(f"  per-round frames/s: {result['per_round_fps']}")

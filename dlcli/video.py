@@ -358,15 +358,16 @@ class VideoWriter:
     MPEG-4 in .avi, VP9 in .webm). `path` is written directly; pass `name` (the final path) for its
     suffix when `path` is a temporary file. A frame of another size is scaled to the video's."""
 
-    def __init__(self, path: str | Path, *, width: int, height: int, fps: Fraction | float, name: str | Path | None = None,
-                 crf: int = 20) -> None:
+    def __init__(self, path: str | Path, *, width: int, height: int, fps: Fraction | float,
+                 name: str | Path | None = None, crf: int = 20) -> None:
         av = require_av()
         shown = name or path
         codec = encoder_for(shown)
         check_frame_size(width, height, str(shown))
         self.size = (int(width), int(height))
         self.frames = 0
-        fmt = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska", ".avi": "avi", ".webm": "webm"}[Path(str(shown)).suffix.lower()]
+        fmt = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska", ".avi": "avi",
+               ".webm": "webm"}[Path(str(shown)).suffix.lower()]
         # faststart: the index goes at the front, so the file plays while it downloads and a
         # truncated copy still decodes up to where it was cut.
         options = {"movflags": "+faststart"} if fmt in ("mp4", "mov") else {}

@@ -5,6 +5,7 @@ world (dlcli.data.scenes.make_clip: shapes moving across frames), encoded with t
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -179,7 +180,9 @@ def test_iou_tracker_unit() -> None:
     from dlcli.tasks.video import IoUTracker
 
     t = IoUTracker(max_age=1)
-    d = lambda x, lab=1: Detection("a", lab, 0.9, (x, 0.0, x + 10.0, 10.0))  # noqa: E731
+    def d(x: float, lab: int = 1) -> Detection:
+        return Detection("a", lab, 0.9, (x, 0.0, x + 10.0, 10.0))
+
     assert t.update([d(0), d(50)]) == [1, 2]
     assert t.update([d(52), d(2)]) == [2, 1]  # matched by overlap, not by order
     assert t.update([d(2, lab=2)]) == [3]  # another class never takes an id
@@ -414,9 +417,9 @@ _MEMORY_SCRIPT = textwrap.dedent("""
 
 
 def test_memory_stays_flat_on_a_long_video(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-c", _MEMORY_SCRIPT, str(tmp_path)], capture_output=True, text=True,
-                          timeout=240, env={**__import__("os").environ, "PYTHONPATH": str(ROOT),
-                                            "OMP_NUM_THREADS": "1"})
+                          timeout=240, env=env, check=False)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["frames"] == 400

@@ -24,6 +24,7 @@ from dlcli.progress import NullReporter, Reporter
 
 if TYPE_CHECKING:  # typing only: the device manager imports torch
     from dlcli.device import Runtime
+    from dlcli.results import VideoReport
 
 FRAMES_CHOICES = ("first", "all")
 FOLDER_FPS = 25.0
@@ -177,7 +178,7 @@ def run_frames(
     domain_hint: str | None = None,
     engine: str | None = None,
     reporter: Reporter | None = None,
-) -> Any:
+) -> VideoReport:
     """Run `handler` over the frames of `source`; write the annotated video (`out`) and one JSONL
     record per processed frame (`jsonl`, and/or `on_record` for streaming). Returns a VideoReport."""
     from dlcli.atomic import atomic_output, check_writable
@@ -215,7 +216,8 @@ def run_frames(
         if jsonl_path is not None:
             tmp_jsonl = stack.enter_context(atomic_output(jsonl_path, force))
             lines = stack.enter_context(open(tmp_jsonl, "w", encoding="utf-8"))
-        reporter.start(f"{handler.task} {Path(source).name}", reader.expected, unit="frames")  # model: in the line above
+        # The model's name is in the notice line above the bar.
+        reporter.start(f"{handler.task} {Path(source).name}", reader.expected, unit="frames")
         stack.callback(reporter.finish)
 
         def flush(batch: list[Any]) -> None:
@@ -243,7 +245,8 @@ def run_frames(
                 flush(batch)
         flush(batch)
         if processed == 0:
-            raise InputError(f"{source}: no frame selected (--start {start:g} s is past the end, or the video is empty)")
+            raise InputError(f"{source}: no frame selected (--start {start:g} s is past the end, or the video "
+                             "is empty)")
         if reader.warning:
             reporter.message(f"warning: {reader.warning}")
             warning = reader.warning if warning is None else f"{reader.warning}; {warning}"
@@ -363,7 +366,8 @@ class DetectFrames:
 
 
 def detect_video(source: str, runtime: Runtime, *, detector: Any, threshold: float = 0.5, classes: str | None = None,
-                 max_detections: int = 100, batch_size: int = 4, track: bool = False, **frame_options: Any) -> Any:
+                 max_detections: int = 100, batch_size: int = 4, track: bool = False,
+                 **frame_options: Any) -> VideoReport:
     """Detect objects in every selected frame of a video; see `run_frames` for the outputs."""
     from dlcli.tasks.detect import FOR_PHOTOS, parse_classes
 
@@ -408,7 +412,8 @@ class SegmentFrames:
                 "total_share": {k: round(v, 3) for k, v in self.share.most_common()}}
 
 
-def segment_video(source: str, runtime: Runtime, *, segmenter: Any, opacity: float = 0.5, **frame_options: Any) -> Any:
+def segment_video(source: str, runtime: Runtime, *, segmenter: Any, opacity: float = 0.5,
+                  **frame_options: Any) -> VideoReport:
     """Segment every selected frame of a video (overlay video, per-frame class shares)."""
     from dlcli.tasks.segment import FOR_PHOTOS
 
@@ -474,7 +479,7 @@ class ClassifyFrames:
 
 
 def classify_video(source: str, runtime: Runtime, *, classifier: Any, top_k: int = 5, batch_size: int = 16,
-                   **frame_options: Any) -> Any:
+                   **frame_options: Any) -> VideoReport:
     """Classify every selected frame of a video (top-1 label and probability drawn on each frame)."""
     from dlcli.tasks.classify import FOR_PHOTOS
 
@@ -514,7 +519,7 @@ class CaptionFrames:
 
 
 def caption_video(source: str, runtime: Runtime, *, captioner: Any, beam_size: int = 3, max_length: int | None = None,
-                  batch_size: int = 16, **frame_options: Any) -> Any:
+                  batch_size: int = 16, **frame_options: Any) -> VideoReport:
     """Caption every selected frame (or every Nth, --vid-stride) of a video."""
     from dlcli.tasks.caption import FOR_PHOTOS, MAX_BEAM
 

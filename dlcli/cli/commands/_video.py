@@ -72,9 +72,9 @@ class VideoArgs:
             if len(inputs) != 1:
                 raise InputError(f"give one video at a time (got {len(inputs)} inputs)")
         else:
-            given = [flag for flag, value in {"--vid-stride": self.vid_stride != 1, "--max-frames": self.max_frames,
-                                              "--start": self.start, "--jsonl": self.jsonl, **(video_only or {})}.items()
-                     if value]
+            video_flags = {"--vid-stride": self.vid_stride != 1, "--max-frames": self.max_frames,
+                           "--start": self.start, "--jsonl": self.jsonl, **(video_only or {})}
+            given = [flag for flag, value in video_flags.items() if value]
             if given:
                 raise InputError(f"{given[0]} is for video input (a video file, or --frames all)")
         return video
