@@ -3,6 +3,7 @@ and boxes. Torch-free: tasks convert PIL images to tensors themselves."""
 
 from __future__ import annotations
 
+import functools
 import glob
 import io
 import os
@@ -281,7 +282,10 @@ def save_image(img: Image.Image, path: str | Path, *, force: bool = False, **par
 # --- drawing -----------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=16)
 def font(size: int = 12) -> ImageFont.ImageFont:
+    """Pillow's default font at `size`, loaded once per size: a fresh font object measures and draws
+    its first strings ~10x slower (FreeType's glyph cache is per object), which a video pays per frame."""
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1 has one fixed-size font
@@ -298,9 +302,33 @@ def palette(n: int) -> list[tuple[int, int, int]]:
     ]
 
 
+@functools.lru_cache(maxsize=2048)
+def _text_tag(text: str, fill: tuple[int, int, int], size: int) -> tuple[Image.Image, int, int]:
+    """`text` on its filled box, rendered once: (tag, x and y offsets of the tag from the text's
+    origin). Videos draw the same few tags ("circle 0.99") on every frame; rendering text is most of
+    the cost of annotating a frame."""
+    f = font(size)
+    left, top, right, bottom = f.getbbox(text)
+    tag = Image.new("RGB", (right - left + 5, bottom - top + 5), fill)
+    lum = 0.299 * fill[0] + 0.587 * fill[1] + 0.114 * fill[2]
+    ImageDraw.Draw(tag).text((2 - left, 2 - top), text, fill=(0, 0, 0) if lum > 140 else (255, 255, 255), font=f)
+    return tag, left - 2, top - 2
+
+
+@functools.lru_cache(maxsize=2048)
+def _text_extent(text: str, size: int) -> tuple[int, int, int, int]:
+    """The bounding box of `text` drawn at (0, 0) in the default font at `size` (measured once)."""
+    return font(size).getbbox(text)
+
+
 def text_with_background(draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str,
                          fill: tuple[int, int, int], size: int = 12) -> None:
     """Text on a filled box of `fill`, black or white by luminance: readable on any background."""
+    image = getattr(draw, "_image", None)
+    if isinstance(image, Image.Image) and image.mode == "RGB":
+        tag, dx, dy = _text_tag(text, tuple(int(c) for c in fill), size)  # type: ignore[arg-type]
+        image.paste(tag, (round(xy[0]) + dx, round(xy[1]) + dy))
+        return
     f = font(size)
     left, top, right, bottom = draw.textbbox(xy, text, font=f)
     draw.rectangle((left - 2, top - 2, right + 2, bottom + 2), fill=fill)
@@ -316,11 +344,10 @@ def draw_boxes(img: Image.Image, boxes: Iterable[Sequence[float]], captions: Seq
     width = width or max(1, round(max(out.size) / 300))
     # Scaled to the image so that tags on a 128-px scene do not cover the objects they name.
     size = max(8, round(max(out.size) / 45))
-    f = font(size)
     for box, caption, color in zip(boxes, captions, colors):
         x0, y0, x1, y1 = (float(v) for v in box)
         draw.rectangle((x0, y0, x1, y1), outline=color, width=width)
-        left, top, right, bottom = draw.textbbox((0, 0), caption, font=f)
+        left, top, right, bottom = _text_extent(caption, size)
         tx = max(2.0, min(x0 + 2, out.width - (right - left) - 4))  # keep the tag inside the image
         ty = y0 - size - 4 if y0 - size - 4 >= 0 else y0 + 2
         text_with_background(draw, (tx, ty), caption, color, size)

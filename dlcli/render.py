@@ -119,6 +119,9 @@ class RichReporter:
         if not self.quiet:  # plain text: 'pip install "dlcli[plots]"' must keep its brackets
             self.console.print(f"[dim]{escape(text)}[/]")
 
+        if not self.quiet:
+            self.console.print(f"[dim]{escape(text)}[/]")  # a path or "dlcli[video]" is text, not markup
+
     def row(self, values: dict[str, Any]) -> None:
         """Rows of a table printed as they come (stderr): one header, aligned columns."""
         if self.quiet:
@@ -480,7 +483,6 @@ def render_transfer(report: results.TransferReport) -> None:
     ])
 
 
-# The table renderer of each result type: `show` is the one entry the commands call.
 
 # --- dl runs --------------------------------------------------------------------------------------
 
@@ -542,7 +544,29 @@ def render_run_show(data: dict[str, Any]) -> None:
                 [[r.get(c) for c in columns] for r in data["rows"]])
     print_table("files", ["file", "bytes"], [(f["name"], f["bytes"]) for f in data["files"]])
 
+def render_video(report: results.VideoReport) -> None:
+    """A video run: what was read, what was written, the task's tallies and the speed."""
+    rows: list[tuple[str, Any]] = [
+        ("source", f"{report.source} ({report.width}x{report.height}, {report.fps:.3g} fps)"),
+        ("frames processed", f"{report.frames}" + (f" (every {report.vid_stride}th)" if report.vid_stride > 1 else "")
+         + (f" from {report.start:g} s" if report.start else "")),
+    ]
+    for key, value in report.summary.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k} {v}" for k, v in value.items()) or "-"
+        rows.append((key.replace("_", " "), value))
+    if report.output:
+        rows.append(("annotated video", f"{report.output} ({report.output_fps:.3g} fps)"))
+    if report.jsonl and report.jsonl != "-":
+        rows.append(("per-frame JSONL", report.jsonl))
+    rows.append(("speed", f"{report.frames_per_second:.1f} frames/s ({report.seconds:.2f} s)"))
+    print_table(f"{report.task} · {report.model} · {report.provenance.device} ({report.provenance.dtype})",
+                ["", ""], rows)
+
+
+# The table renderer of each result type: `show` is the one entry the commands call.
 _TABLES: dict[type, Any] = {
+    results.VideoReport: render_video,
     results.TransferReport: render_transfer,
     results.DoctorReport: render_doctor,
     results.ClassifyResult: render_classify_result,

@@ -626,3 +626,29 @@ class BenchReport(ResultMixin):
     cpu: str
     seconds: float
     provenance: Provenance
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoReport(ResultMixin):
+    """One video (or animated GIF, or folder of frames) run through a per-image task, frame by frame.
+
+    Per-frame results go to the JSONL file as they come (memory stays flat); the report keeps the
+    totals. `summary` holds the task's tallies (e.g. detections per label, frames with a class)."""
+
+    task: str  # detect | segment | classify | caption
+    model: str
+    source: str
+    width: int
+    height: int
+    fps: float  # of the source, and of the output video
+    frames: int  # frames processed (after --start, --vid-stride, --max-frames)
+    vid_stride: int
+    start: float
+    output: str | None  # the annotated video
+    output_fps: float | None  # the output's frame rate: the source's divided by --vid-stride
+    jsonl: str | None  # the per-frame records ("-" for stdout)
+    summary: dict[str, Any]
+    seconds: float
+    frames_per_second: float  # processing speed: decode + model + drawing + encode
+    warning: str | None  # a truncated source; the weights' domain notice
+    provenance: Provenance

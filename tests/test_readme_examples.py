@@ -69,6 +69,10 @@ SKIP: dict[str, str] = {
     "dl bench deepconvnet.mnist --data DIR --batch-size 1,64 --threads 1": "MNIST files (DIR)",
     "dl generate --model-file dcgan.onnx --out grid.png": "a file written by `dl export dcgan.mnist --out dcgan.onnx`, "
                                                           "which tests/test_export.py runs",
+    "pip install 'dlcli[video]'": "installs packages (network)",
+    "dl detect clip.gif --frames all --out clip_det.mp4": "the user's own GIF; tests/test_video.py runs one",
+    "dl detect frames/ --frames all --out frames_det.webm": "the user's own folder of frames; tests/test_video.py "
+                                                            "runs one",
 }
 
 # README command -> the same command with small sizes (same code path; figures of the full run are
@@ -76,6 +80,7 @@ SKIP: dict[str, str] = {
 SMALL: dict[str, str] = {
     "dl play-dqn --episodes 30 --vs-random": "dl play-dqn --episodes 1 --vs-random",
     "dl play-dqn --env Breakout --record game.gif": "dl play-dqn --env Breakout --record game.gif --episodes 1",
+    "dl play-dqn --env Breakout --record game.mp4": "dl play-dqn --env Breakout --record game.mp4 --episodes 1",
     "dl play-dqn train --env Breakout --steps 10000000 --out runs/dqn":
         "dl play-dqn train --env Breakout --steps 300 --learning-starts 100 --buffer-size 400 --eval-every 0 "
         "--out runs/dqn",
@@ -106,6 +111,7 @@ SMALL: dict[str, str] = {
 SLOW = {
     "dl play-dqn --episodes 30 --vs-random",
     "dl play-dqn --env Breakout --record game.gif",
+    "dl play-dqn --env Breakout --record game.mp4",
     "dl play-dqn train --env Breakout --steps 10000000 --out runs/dqn",
     "dl detect train --data scenes --init-from fcn_small.scenes --freeze-backbone --out runs/det",
     "dl segment train --data scenes --out runs/seg",

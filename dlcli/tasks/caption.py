@@ -97,6 +97,27 @@ def load_captioner(name: str | None = None, *, weights_file: str | Path | None =
     return Captioner(loaded, vocab, transform, mode, max_length)
 
 
+def caption_batch(net: Any, vocab: Any, tensors: Sequence[Any], runtime: Runtime, *, beam_size: int,
+                  limit: int) -> list[tuple[Any, ...]]:
+    """Preprocessed images -> per image its CaptionCandidates, best first (greedy when beam_size is 1)."""
+    import torch
+
+    from dlcli.results import CaptionCandidate
+    from dlcli.text.search import beam_search, greedy
+
+    batch = runtime.to(torch.stack(list(tensors)))
+    with runtime.inference():
+        feats = net.encode(batch).float()
+        if beam_size == 1:
+            found = [[c] for c in greedy(net, feats, start_id=vocab.start_id, end_id=vocab.end_id,
+                                         max_length=limit)]
+        else:
+            found = [beam_search(net, f, start_id=vocab.start_id, end_id=vocab.end_id, max_length=limit,
+                                 beam_size=beam_size) for f in feats]
+    return [tuple(CaptionCandidate(vocab.decode(c.tokens), c.log_prob, len(c.tokens), c.finished) for c in cands)
+            for cands in found]
+
+
 def caption_images(
     inputs: Sequence[str],
     *,
@@ -115,12 +136,9 @@ def caption_images(
     input becomes a failure unless `strict`, which raises at the first one)."""
     import time
 
-    import torch
-
     from dlcli.domain import DomainGuard
     from dlcli.media import iter_images
-    from dlcli.results import CaptionCandidate, InputFailure, CaptionItem, CaptionReport, Provenance
-    from dlcli.text.search import beam_search, greedy
+    from dlcli.results import InputFailure, CaptionItem, CaptionReport, Provenance
 
     if not 1 <= beam_size <= MAX_BEAM:
         raise InputError(f"--beam-size must be between 1 and {MAX_BEAM}, got {beam_size}")
@@ -143,18 +161,8 @@ def caption_images(
     def flush() -> None:
         if not pending:
             return
-        batch = runtime.to(torch.stack([t for _, _, t, _ in pending]))
-        with runtime.inference():
-            feats = net.encode(batch).float()
-            if beam_size == 1:
-                found = [[c] for c in greedy(net, feats, start_id=vocab.start_id, end_id=vocab.end_id,
-                                             max_length=limit)]
-            else:
-                found = [beam_search(net, f, start_id=vocab.start_id, end_id=vocab.end_id, max_length=limit,
-                                     beam_size=beam_size) for f in feats]
-        for (index, source, _, warning), cands in zip(pending, found):
-            candidates = tuple(CaptionCandidate(vocab.decode(c.tokens), c.log_prob, len(c.tokens), c.finished)
-                               for c in cands)
+        found = caption_batch(net, vocab, [t for _, _, t, _ in pending], runtime, beam_size=beam_size, limit=limit)
+        for (index, source, _, warning), candidates in zip(pending, found):
             done.append(CaptionItem(index, source, candidates[0].caption, candidates[0].log_prob, candidates, warning))
         reporter.advance(len(pending))
         pending.clear()

@@ -207,6 +207,26 @@ def annotate(image: Any, detections: Sequence[Any]) -> Any:
                             [colors[d.label_id] for d in detections])
 
 
+def to_detections(det: Detector, output: dict[str, Any], factor: float, size: tuple[int, int], *,
+                  threshold: float, wanted: set[int] | None, max_detections: int) -> list[Any]:
+    """One image's model output -> its Detections: over the threshold, of the wanted classes, boxes
+    scaled back by `factor` and clipped to the image (`size` = width, height), highest score first."""
+    from dlcli.results import Detection
+
+    w, h = size
+    found = []
+    for box, lab, score in zip(output["boxes"].tolist(), output["labels"].tolist(), output["scores"].tolist()):
+        if score < threshold or (wanted is not None and int(lab) not in wanted):
+            continue
+        box = [v * factor for v in box]
+        box = (min(max(box[0], 0.0), w), min(max(box[1], 0.0), h), min(max(box[2], 0.0), w),
+               min(max(box[3], 0.0), h))
+        found.append(Detection(label=det.label(int(lab)), label_id=int(lab), score=float(score),
+                               box=tuple(round(v, 2) for v in box)))
+    found.sort(key=lambda d: -d.score)
+    return found[:max_detections]
+
+
 def detect(
     inputs: Sequence[str],
     runtime: Runtime,
@@ -232,7 +252,7 @@ def detect(
     detection (`<stem>_<n>_<label>.png`). Bad inputs are skipped and reported (strict: raised)."""
     from dlcli import media
     from dlcli.domain import DomainGuard
-    from dlcli.results import Detection, InputFailure, DetectItem, DetectReport, Provenance
+    from dlcli.results import InputFailure, DetectItem, DetectReport, Provenance
 
     if not 0.0 <= threshold <= 1.0:
         raise InputError(f"--threshold must be between 0 and 1 (got {threshold})")
@@ -299,18 +319,8 @@ def detect(
 
     def finish(batch: list[tuple[int, str, Any]]) -> None:
         for (index, source, img), (o, factor) in run_model(batch):
-            found = []
-            for box, lab, score in zip(o["boxes"].tolist(), o["labels"].tolist(), o["scores"].tolist()):
-                if score < threshold or (wanted is not None and int(lab) not in wanted):
-                    continue
-                box = [v * factor for v in box]
-                w, h = img.size
-                box = (min(max(box[0], 0.0), w), min(max(box[1], 0.0), h), min(max(box[2], 0.0), w),
-                       min(max(box[3], 0.0), h))
-                found.append(Detection(label=det.label(int(lab)), label_id=int(lab), score=float(score),
-                                       box=tuple(round(v, 2) for v in box)))
-            found.sort(key=lambda d: -d.score)
-            found = found[:max_detections]
+            found = to_detections(det, o, factor, img.size, threshold=threshold, wanted=wanted,
+                                  max_detections=max_detections)
             files: dict[str, Any] = {}
             if out_path is not None:
                 files["annotated"] = str(media.save_image(

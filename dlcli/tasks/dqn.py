@@ -88,11 +88,13 @@ def _summary(policy: str, outcomes: list[EpisodeOutcome]) -> Any:
 
 
 def write_recording(frames: list[Any], path: Any, *, fps: int = 15) -> None:
-    """RGB frames -> an animated GIF (Pillow) or an .mp4 (needs imageio with its ffmpeg plugin)."""
+    """RGB frames -> an animated GIF (Pillow) or a video (.mp4 H.264; .mov .mkv .avi .webm) through
+    PyAV (the `video` extra), written atomically."""
     from pathlib import Path
 
     from dlcli.atomic import atomic_target
     from dlcli.errors import InputError
+    from dlcli import video
 
     path = Path(path)
     suffix = path.suffix.lower()
@@ -105,21 +107,24 @@ def write_recording(frames: list[Any], path: Any, *, fps: int = 15) -> None:
         with atomic_target(path) as tmp:
             images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
                            duration=int(1000 / fps), loop=0, optimize=False)
-    elif suffix == ".mp4":
-        try:
-            import imageio.v2 as imageio
-        except ImportError:
-            raise InputError("writing .mp4 needs imageio and ffmpeg (pip install 'imageio[ffmpeg]'); "
-                             "or record a .gif") from None
-        with atomic_target(path) as tmp:
-            try:
-                with imageio.get_writer(str(tmp), format="FFMPEG", fps=fps, macro_block_size=1) as writer:
-                    for f in frames:
-                        writer.append_data(f)
-            except (ValueError, RuntimeError, ImportError) as exc:
-                raise InputError(f"cannot write {path} ({exc}); install 'imageio[ffmpeg]' or record a .gif") from None
+    elif video.is_video(path):
+        video.write_video(frames, path, fps=fps, force=True)  # --force was checked before playing
     else:
         raise InputError(f"--record wants a .gif or .mp4 file, not {path.name!r}")
+
+
+def check_record_path(path: Any) -> None:
+    """Refuse a --record name we cannot write (or a video without PyAV) before any game is played."""
+    from pathlib import Path
+
+    from dlcli import video
+    from dlcli.errors import InputError
+
+    name = Path(path)
+    if video.is_video(name):
+        video.require_av()
+    elif name.suffix.lower() != ".gif":
+        raise InputError(f"--record wants a .gif or .mp4 file, not {name.name!r}")
 
 
 def play(runtime: Runtime, *, game: str | None = None, weights: str | None = None, weights_file: str | None = None,
@@ -145,6 +150,8 @@ def play(runtime: Runtime, *, game: str | None = None, weights: str | None = Non
     if render and sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         raise InputError("--render needs a display (DISPLAY is not set); use --record out.gif instead")
 
+    if record is not None:
+        check_record_path(record)
     asked = resolve_game(game) if game else None  # a wrong name fails before any loading
     agent = load_agent(runtime, weights=weights, weights_file=weights_file, offline=offline, reporter=reporter)
     trained_on = weights_game(agent.spec)

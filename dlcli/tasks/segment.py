@@ -186,6 +186,18 @@ def overlay(image: Any, mask: Any, n: int, opacity: float) -> Any:
     return Image.composite(tinted, base, fg)
 
 
+def mask_classes(seg: Segmenter, mask: Any) -> tuple[Any, ...]:
+    """The classes present in a class-index mask (NumPy), largest pixel share first."""
+    import numpy as np
+
+    from dlcli.results import SegmentClass
+
+    counts = np.bincount(mask.reshape(-1), minlength=1)
+    total = int(mask.size)
+    present = sorted(((int(c), int(k)) for k, c in enumerate(counts) if c > 0), reverse=True)
+    return tuple(SegmentClass(label=seg.label(k), label_id=k, pixels=c, share=c / total) for c, k in present)
+
+
 def segment(
     inputs: Sequence[str],
     runtime: Runtime,
@@ -208,7 +220,7 @@ def segment(
 
     from dlcli import media
     from dlcli.domain import DomainGuard
-    from dlcli.results import InputFailure, Provenance, SegmentClass, SegmentItem, SegmentReport
+    from dlcli.results import InputFailure, Provenance, SegmentItem, SegmentReport
 
     if not 0.0 <= opacity <= 1.0:
         raise InputError(f"--opacity must be between 0 and 1 (got {opacity})")
@@ -251,10 +263,7 @@ def segment(
                     on_failure(failure)
                 reporter.advance(1)
                 continue
-            counts = np.bincount(mask.reshape(-1), minlength=1)
-            total = int(mask.size)
-            present = sorted(((int(c), int(k)) for k, c in enumerate(counts) if c > 0), reverse=True)
-            classes = tuple(SegmentClass(label=seg.label(k), label_id=k, pixels=c, share=c / total) for c, k in present)
+            classes = mask_classes(seg, mask)
             files: dict[str, Any] = {}
             if out_path is not None:
                 m8 = Image.fromarray(mask.astype(np.uint8, copy=False))  # uint8 2-D -> mode L

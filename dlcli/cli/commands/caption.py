@@ -9,6 +9,7 @@ import typer
 
 from dlcli.cli.config_options import RunOptions, TrainOptions
 from dlcli.cli.app import Options, command, group
+from dlcli.cli.commands import _video
 
 
 def register(app: typer.Typer) -> None:
@@ -25,14 +26,35 @@ def register(app: typer.Typer) -> None:
         all_candidates: bool = typer.Option(False, "--all", help="Show every beam candidate in the table (JSON always has them)."),
         batch_size: int = typer.Option(16, "--batch-size", "-b", help="Images per encoder pass."),
         strict: bool = typer.Option(False, "--strict", help="Stop at the first unreadable input instead of skipping it."),
+        frames: str = _video.frames_option(),
+        vid_stride: int = _video.vid_stride_option(),
+        max_frames: Optional[int] = _video.max_frames_option(),
+        start: float = _video.start_option(),
+        jsonl: Optional[str] = _video.jsonl_file_option(),
+        out: Optional[Path] = _video.out_video_option(),
+        force: bool = typer.Option(False, "--force", help="Video: overwrite the --out and --jsonl files."),
         *,
         opts: Options,
     ) -> None:
         """Caption images: a table of the best caption per image, or JSON with every beam candidate
-        and its log-probability. Exit code 7 when some inputs could not be read."""
+        and its log-probability. A video (or --frames all) is captioned frame by frame (every Nth with
+        --vid-stride): per-frame JSONL and a video with the caption on each frame (--out).
+        Exit code 7 when some inputs could not be read."""
         from dlcli import render
         from dlcli.cli.app import raise_for_failures, report_error
         from dlcli.tasks import caption as task
+
+        video = _video.VideoArgs(frames, vid_stride, max_frames, start, jsonl)
+        if video.wanted(images, image_only={"--all": all_candidates, "--strict": strict},
+                        video_only={"--out": out, "--force": force}):
+            from dlcli.tasks.video import caption_video
+
+            return _video.run(opts, images, video, out=out, force=force,
+                              load=lambda rt, rep: task.load_captioner(model, weights_file=weights_file,
+                                                                       offline=opts.offline, reporter=rep),
+                              run_task=lambda src, rt, cap, **kw: caption_video(
+                                  src, rt, captioner=cap, beam_size=beam_size, max_length=max_length,
+                                  batch_size=batch_size, **kw))
 
         rt, reporter = opts.start()
         report = task.caption_images(images, runtime=rt, model=model, weights_file=weights_file, beam_size=beam_size,

@@ -9,6 +9,7 @@ import typer
 
 from dlcli.cli.config_options import RunOptions, TrainOptions
 from dlcli.cli.app import Options, command, group
+from dlcli.cli.commands import _video
 from dlcli.cli.commands._engine import engine_label, engine_options, engine_start, model_file_option, runtime_option
 
 
@@ -24,15 +25,21 @@ def register(app: typer.Typer) -> None:
         top_k: int = typer.Option(5, "--top-k", "-k", min=1, help="How many classes to show per image."),
         batch_size: int = typer.Option(16, "--batch-size", "-b", min=1, help="Images per forward pass."),
         strict: bool = typer.Option(False, "--strict", help="Stop at the first unreadable input instead of skipping it."),
-        jsonl: bool = typer.Option(False, "--jsonl", help="Stream one JSON object per image (and a last line with provenance)."),
+        jsonl: bool = typer.Option(False, "--jsonl", help="Stream one JSON object per image, or per frame of a video (and a last line with provenance)."),
         show_preprocessed: Optional[Path] = typer.Option(None, "--show-preprocessed", help="Save what the network saw (a grid for several inputs) to this image file."),
-        force: bool = typer.Option(False, "--force", help="Overwrite the --show-preprocessed file."),
+        force: bool = typer.Option(False, "--force", help="Overwrite the --show-preprocessed file (or the --out video)."),
         model_file: Optional[Path] = model_file_option(),
         engine: Optional[str] = runtime_option(),
+        frames: str = _video.frames_option(),
+        vid_stride: int = _video.vid_stride_option(),
+        max_frames: Optional[int] = _video.max_frames_option(),
+        start: float = _video.start_option(),
+        out: Optional[Path] = _video.out_video_option(),
         *,
         opts: Options,
     ) -> None:
-        """Classify images: a table of the top-k classes per image, or JSON.
+        """Classify images: a table of the top-k classes per image, or JSON. A video (or --frames all)
+        gives a video with the top class on each frame (--out FILE.mp4); --jsonl streams one line per frame.
 
         Exit code 7 when some inputs could not be read (they are reported and skipped)."""
         from dlcli import render
@@ -43,6 +50,18 @@ def register(app: typer.Typer) -> None:
 
         if opts.json and jsonl:
             raise InputError("give either --json or --jsonl, not both")
+        video = _video.VideoArgs(frames, vid_stride, max_frames, start)
+        if video.wanted(images, image_only={"--show-preprocessed": show_preprocessed, "--strict": strict},
+                        video_only={"--out": out}):
+            from dlcli.tasks.video import classify_video
+
+            opts = engine_options(opts, engine, model_file)
+            return _video.run(opts, images, video.streaming(jsonl), out=out, force=force,
+                              load=lambda rt, rep: task.load_classifier(rt, model=model, weights_file=weights_file,
+                                                                        offline=opts.offline, reporter=rep,
+                                                                        model_file=model_file, engine=engine),
+                              run_task=lambda src, rt, clf, **kw: classify_video(src, rt, classifier=clf, top_k=top_k,
+                                                                                 batch_size=batch_size, **kw))
         if show_preprocessed is not None:
             check_writable(show_preprocessed, force)  # fail before the work, not after
         opts = engine_options(opts, engine, model_file)

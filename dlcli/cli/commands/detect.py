@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from dlcli.cli.app import Options, command, group
+from dlcli.cli.commands import _video
 
 
 def register(app: typer.Typer) -> None:
@@ -23,21 +24,40 @@ def register(app: typer.Typer) -> None:
         classes: Optional[str] = typer.Option(None, "--classes", help="Only these classes, comma-separated (e.g. person,dog)."),
         max_detections: int = typer.Option(100, "--max-detections", min=1, help="At most this many boxes per image (highest scores)."),
         batch_size: int = typer.Option(4, "--batch-size", "-b", min=1, help="Images per forward pass."),
-        out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for annotated images (<name>_det.png)."),
+        out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for annotated images (<name>_det.png); for a video, the annotated video (.mp4) or a folder for <name>_det.mp4."),
         crops: Optional[Path] = typer.Option(None, "--crops", help="Folder for one cropped PNG per detection."),
         coco_json: Optional[Path] = typer.Option(None, "--coco-json", help="Write the detections in COCO results format to this file."),
         force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
         strict: bool = typer.Option(False, "--strict", help="Stop at the first unreadable input instead of skipping it."),
+        frames: str = _video.frames_option(),
+        vid_stride: int = _video.vid_stride_option(),
+        max_frames: Optional[int] = _video.max_frames_option(),
+        start: float = _video.start_option(),
+        jsonl: Optional[str] = _video.jsonl_file_option(),
+        track: bool = typer.Option(False, "--track", help="Video: give each box an id kept across frames (IoU tracker), in the JSONL and on the video."),
         *,
         opts: Options,
     ) -> None:
-        """Detect objects: a table (label, score, box in original pixels) per image, or JSON.
+        """Detect objects: a table (label, score, box in original pixels) per image, or JSON. A video
+        (or --frames all) gives an annotated video (--out FILE.mp4) and per-frame JSONL (--jsonl).
 
         Exit code 7 when some inputs could not be read (they are reported and skipped)."""
         from dlcli import render
         from dlcli.atomic import check_writable
         from dlcli.cli.app import raise_for_failures, report_error
         from dlcli.tasks import detect as task
+
+        video = _video.VideoArgs(frames, vid_stride, max_frames, start, jsonl)
+        if video.wanted(images, image_only={"--crops": crops, "--coco-json": coco_json, "--strict": strict},
+                        video_only={"--track": track}):
+            from dlcli.tasks.video import detect_video
+
+            return _video.run(opts, images, video, out=out, force=force,
+                              load=lambda rt, rep: task.load_detector(rt, model=model, weights_file=weights_file,
+                                                                      offline=opts.offline, reporter=rep),
+                              run_task=lambda src, rt, det, **kw: detect_video(
+                                  src, rt, detector=det, threshold=threshold, classes=classes,
+                                  max_detections=max_detections, batch_size=batch_size, track=track, **kw))
 
         if coco_json is not None:
             check_writable(coco_json, force)  # fail before the work, not after

@@ -13,7 +13,7 @@ from dlcli.cli.config_options import RunOptions, TrainOptions
 
 
 def register(app: typer.Typer) -> None:
-    grp = group("play-dqn", help="Play Atari with a Deep Q-Network (evaluation protocol, vs random, GIF); train one with `train`.",
+    grp = group("play-dqn", help="Play Atari with a Deep Q-Network (evaluation protocol, vs random, GIF/MP4); train one with `train`.",
                 default="run")
 
     @command(grp, "run")
@@ -24,7 +24,7 @@ def register(app: typer.Typer) -> None:
         episodes: int = typer.Option(10, "--episodes", "-n", min=1, help="Full games to play."),
         epsilon: float = typer.Option(0.05, "--epsilon", help="Chance of a random action per step (evaluation protocol: 0.05)."),
         vs_random: bool = typer.Option(False, "--vs-random", help="Also play the same games with a uniformly random policy and compare."),
-        record: Optional[Path] = typer.Option(None, "--record", help="Save the first game as an animated .gif (or .mp4 with imageio[ffmpeg])."),
+        record: Optional[Path] = typer.Option(None, "--record", help="Save the first game as an animated .gif, or an H.264 .mp4 (needs dlcli[video])."),
         render: bool = typer.Option(False, "--render", help="Show the games in a window (needs a display)."),
         force: bool = typer.Option(False, "--force", help="Overwrite the --record file."),
         out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for scores.png: the score of every game (and of the random policy's with --vs-random)."),

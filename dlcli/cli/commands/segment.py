@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from dlcli.cli.app import Options, command, group
+from dlcli.cli.commands import _video
 from dlcli.cli.commands._engine import engine_label, engine_options, model_file_option, runtime_option
 
 
@@ -20,16 +21,22 @@ def register(app: typer.Typer) -> None:
         images: list[str] = typer.Argument(..., help="Image files, folders, globs, http(s) URLs, or - for stdin."),
         model: Optional[str] = typer.Option(None, "--model", "-m", help="Weights ARCH.TAG (default fcn_resnet50.coco_voc, falling back to the bundled fcn_small.scenes offline; see `dl weights list --task segment`)."),
         weights_file: Optional[Path] = typer.Option(None, "--weights-file", help="A .safetensors file written by `dl segment train`."),
-        out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for <name>_mask.png (class indices, input size), <name>_color.png and <name>_overlay.png."),
+        out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for <name>_mask.png (class indices, input size), <name>_color.png and <name>_overlay.png; for a video, the overlay video (.mp4) or a folder for <name>_seg.mp4."),
         opacity: float = typer.Option(0.5, "--opacity", min=0.0, max=1.0, help="Colour strength of the overlay."),
         force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
         strict: bool = typer.Option(False, "--strict", help="Stop at the first unreadable input instead of skipping it."),
         model_file: Optional[Path] = model_file_option(),
         engine: Optional[str] = runtime_option(),
+        frames: str = _video.frames_option(),
+        vid_stride: int = _video.vid_stride_option(),
+        max_frames: Optional[int] = _video.max_frames_option(),
+        start: float = _video.start_option(),
+        jsonl: Optional[str] = _video.jsonl_file_option(),
         *,
         opts: Options,
     ) -> None:
-        """Segment images: a table of the classes present with their pixel share, or JSON.
+        """Segment images: a table of the classes present with their pixel share, or JSON. A video (or
+        --frames all) gives an overlay video (--out FILE.mp4) and per-frame class shares (--jsonl).
 
         Exit code 7 when some inputs could not be read (they are reported and skipped)."""
         from dlcli import render
@@ -37,6 +44,16 @@ def register(app: typer.Typer) -> None:
         from dlcli.tasks import segment as task
 
         opts = engine_options(opts, engine, model_file)
+        video = _video.VideoArgs(frames, vid_stride, max_frames, start, jsonl)
+        if video.wanted(images, image_only={"--strict": strict}):
+            from dlcli.tasks.video import segment_video
+
+            return _video.run(opts, images, video, out=out, force=force,
+                              load=lambda rt, rep: task.load_segmenter(rt, model=model, weights_file=weights_file,
+                                                                       offline=opts.offline, reporter=rep,
+                                                                       model_file=model_file, engine=engine),
+                              run_task=lambda src, rt, seg, **kw: segment_video(src, rt, segmenter=seg,
+                                                                                opacity=opacity, **kw))
         rt, reporter = opts.start()
         seg = task.load_segmenter(rt, model=model, weights_file=weights_file, offline=opts.offline, reporter=reporter,
                                   model_file=model_file, engine=engine)
