@@ -483,7 +483,6 @@ def render_transfer(report: results.TransferReport) -> None:
     ])
 
 
-
 # --- dl runs --------------------------------------------------------------------------------------
 
 
