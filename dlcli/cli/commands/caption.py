@@ -62,10 +62,8 @@ def register(app: typer.Typer) -> None:
                                      strict=strict, reporter=reporter)
         for failure in report.failures:
             report_error(failure.error)
-        if opts.json:
-            render.emit_json(report.to_dict())
-        elif report.images:
-            render.render_caption_report(report, all_candidates)
+        if opts.json or report.images:
+            render.show(report, opts.json, all_candidates=all_candidates)
         raise_for_failures(len(report.failures), len(report.images), "captioned")
 
     from dlcli.training.configs import CaptionTrainConfig
@@ -163,9 +161,6 @@ def register(app: typer.Typer) -> None:
                                        max_length=max_length, examples=examples, offline=opts.offline,
                                        reporter=reporter, pictures_dir=out)
         say_pictures(out, report.pictures, reporter)
-        if opts.json:
-            render.emit_json(report.to_dict())
-        else:
-            render.render_caption_eval(report)
+        render.show(report, opts.json)
 
     app.add_typer(grp)

@@ -71,10 +71,7 @@ def register(app: typer.Typer) -> None:
         if coco_json is not None:
             task.write_coco_json(report, coco_json, force=force)
             reporter.message(f"wrote COCO results to {coco_json}")
-        if opts.json:
-            render.emit_json(report.to_dict())
-        else:
-            render.render_detect(report)
+        render.show(report, opts.json)
         raise_for_failures(len(report.failures), len(report.images), "read")
 
     from dlcli.cli.commands._train import register_vision_train
@@ -107,9 +104,6 @@ def register(app: typer.Typer) -> None:
                                images=str(images) if images else None, count=count, seed=data_seed,
                                batch_size=batch_size, offline=opts.offline, reporter=reporter, pictures_dir=out)
         say_pictures(out, report.pictures, reporter)
-        if opts.json:
-            render.emit_json(report.to_dict())
-        else:
-            render.render_detect_eval(report)
+        render.show(report, opts.json)
 
     app.add_typer(grp)

@@ -16,10 +16,10 @@ def register(app: typer.Typer) -> None:
     grp = group("play-dqn", help="Play Atari with a Deep Q-Network (evaluation protocol, vs random, GIF/MP4); train one with `train`.",
                 default="run")
 
-    @command(grp, "run")
+    @command(grp, "run", renamed={"--weights": "--model"})
     def run(
         env: Optional[str] = typer.Option(None, "--env", "-e", help="Atari game: Breakout, ALE/Breakout-v5, breakout… (default: the game the weights were trained on)."),
-        weights: Optional[str] = typer.Option(None, "--weights", "--model", "-m", help="Weights name (default dqn.breakout; see `dl weights list --task dqn`)."),
+        model: Optional[str] = typer.Option(None, "--model", "-m", help="Weights name (default dqn.breakout; see `dl weights list --task dqn`)."),
         weights_file: Optional[Path] = typer.Option(None, "--weights-file", help="A .safetensors file written by `dl play-dqn train`."),
         episodes: int = typer.Option(10, "--episodes", "-n", min=1, help="Full games to play."),
         epsilon: float = typer.Option(0.05, "--epsilon", help="Chance of a random action per step (evaluation protocol: 0.05)."),
@@ -41,14 +41,11 @@ def register(app: typer.Typer) -> None:
             check_writable(record, force)  # fail before playing, not after
         check_pictures_dir(out)
         rt, reporter = opts.start()
-        result = task.play(rt, game=env, weights=weights, weights_file=str(weights_file) if weights_file else None,
+        result = task.play(rt, game=env, weights=model, weights_file=str(weights_file) if weights_file else None,
                            episodes=episodes, epsilon=epsilon, seed=opts.seed if opts.seed is not None else 0,
                            vs_random=vs_random, record=record, render=render, offline=opts.offline, reporter=reporter)
         dqn_scores_picture(out, result, reporter)
-        if opts.json:
-            rendering.emit_json(result.to_dict())
-        else:
-            rendering.render_dqn_play(result)
+        rendering.show(result, opts.json)
 
     from dlcli.training.configs import DQNConfig
 

@@ -60,10 +60,7 @@ def register(app: typer.Typer) -> None:
         reporter.message(f"{seg.spec.name} on {engine_label(seg.model, rt)}")
         report = task.segment(images, rt, segmenter=seg, out_dir=out, opacity=opacity, force=force, strict=strict,
                               offline=opts.offline, reporter=reporter, on_failure=lambda f: report_error(f.error))
-        if opts.json:
-            render.emit_json(report.to_dict())
-        else:
-            render.render_segment(report)
+        render.show(report, opts.json)
         raise_for_failures(len(report.failures), len(report.images), "read")
 
     from dlcli.cli.commands._train import register_vision_train
@@ -93,9 +90,6 @@ def register(app: typer.Typer) -> None:
         report = task.evaluate(rt, model=model, weights_file=weights_file, data=data, count=count, seed=data_seed,
                                batch_size=batch_size, offline=opts.offline, reporter=reporter, pictures_dir=out)
         say_pictures(out, report.pictures, reporter)
-        if opts.json:
-            render.emit_json(report.to_dict())
-        else:
-            render.render_segment_eval(report)
+        render.show(report, opts.json)
 
     app.add_typer(grp)
