@@ -119,9 +119,6 @@ class RichReporter:
         if not self.quiet:  # plain text: 'pip install "dlcli[plots]"' must keep its brackets
             self.console.print(f"[dim]{escape(text)}[/]")
 
-        if not self.quiet:
-            self.console.print(f"[dim]{escape(text)}[/]")  # a path or "dlcli[video]" is text, not markup
-
     def row(self, values: dict[str, Any]) -> None:
         """Rows of a table printed as they come (stderr): one header, aligned columns."""
         if self.quiet:
