@@ -33,7 +33,10 @@ def _new_file_mode() -> int:
     return 0o666 & ~mask
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: object) -> bool:
+    """Whether a process with this id runs (ours, or someone else's we may not signal)."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
     if pid == os.getpid():
         return True
     try:
@@ -56,7 +59,7 @@ def clean_stale_parts(folder: Path) -> list[Path]:
         m = _PART.match(entry.name)
         if m is None or not entry.is_file(follow_symlinks=False):
             continue
-        if not _alive(int(m.group(1))):
+        if not process_alive(int(m.group(1))):
             with contextlib.suppress(OSError):
                 os.unlink(entry.path)
                 removed.append(Path(entry.path))
@@ -192,3 +195,23 @@ def file_lock(path: Path) -> Iterator[None]:
             with contextlib.suppress(OSError):
                 fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
+
+
+def regular_file_stat(path: Path, what: str, *, kind: str = "file") -> os.stat_result:
+    """stat() of a file a user named, refusing what cannot be read as one: missing, a folder, a
+    device, FIFO or socket (a FIFO would block the reader). `kind` names what was expected."""
+    import stat
+
+    from dlcli.errors import InputError
+
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise InputError(f"{what}: no such file") from None
+    except OSError as exc:
+        raise InputError(f"{what}: cannot be read ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise InputError(f"{what}: is a folder, not a {kind}")
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(f"{what}: not a regular file (a device, pipe or socket); save it to a file first")
+    return st

@@ -18,7 +18,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 from PIL import Image, ImageDraw, ImageFile, ImageFont, ImageOps, UnidentifiedImageError
 
-from dlcli.atomic import atomic_output, check_output_dir, check_writable
+from dlcli.atomic import atomic_output, check_output_dir, check_writable, regular_file_stat
 from dlcli.errors import InputError, NetworkError
 from dlcli.offline import offline_mode
 
@@ -79,16 +79,7 @@ def expand_inputs(specs: Sequence[str], *, offline: bool = False) -> list[str]:
 def read_regular_file(path: Path, what: str, *, max_bytes: int) -> bytes:
     """The bytes of a regular file of at most `max_bytes`. Devices (/dev/zero), FIFOs (a read that
     would wait forever), sockets and folders are refused without being opened for reading."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        raise InputError(f"{what}: no such file") from None
-    except OSError as exc:
-        raise InputError(f"{what}: cannot be read ({exc.strerror or exc})") from None
-    if stat.S_ISDIR(st.st_mode):
-        raise InputError(f"{what}: is a folder, not a file")
-    if not stat.S_ISREG(st.st_mode):
-        raise InputError(f"{what}: not a regular file (a device, pipe or socket); save it to a file first")
+    st = regular_file_stat(path, what)
     if st.st_size > max_bytes:
         raise InputError(f"{what}: {st.st_size:,} bytes is over the limit of {max_bytes >> 20} MiB")
     try:

@@ -15,13 +15,12 @@ a half-written video at the final path.
 from __future__ import annotations
 
 import math
-import os
-import stat
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Iterator
 
+from dlcli.atomic import regular_file_stat
 from dlcli.errors import InputError
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm")
@@ -81,16 +80,7 @@ def _short(exc: BaseException) -> str:
 
 def _check_file(path: Path, what: str) -> None:
     """A regular, non-empty file (a FIFO would block FFmpeg's open; a folder or device is refused)."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        raise InputError(f"{what}: no such file") from None
-    except OSError as exc:
-        raise InputError(f"{what}: cannot be read ({exc.strerror or exc})") from None
-    if stat.S_ISDIR(st.st_mode):
-        raise InputError(f"{what}: is a folder, not a video file")
-    if not stat.S_ISREG(st.st_mode):
-        raise InputError(f"{what}: not a regular file (a device, pipe or socket); save it to a file first")
+    st = regular_file_stat(path, what, kind="video file")
     if st.st_size == 0:
         raise InputError(f"{what}: empty file (0 bytes), not a video")
 

@@ -57,6 +57,17 @@ class TrainOptions:
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in {**self.values, **overrides}.items() if k in known})
 
+    def for_run(self, cls: type, run: "RunOptions", seed: Optional[int], *, default_seed: int = 0,
+                **overrides: Any) -> Any:
+        """The config of this run: a new run's from the options (the global --seed, else
+        `default_seed`); a resumed run's own (`resumed`), with only what was given changed."""
+        if seed is not None:
+            overrides["seed"] = seed
+        if run.resuming:
+            return self.resumed(cls, run.folder, **overrides)
+        overrides.setdefault("seed", default_seed)
+        return self.build(cls, **overrides)
+
     def resumed(self, cls: type, folder: Path, **overrides: Any) -> Any:
         """The config of the run in `folder` (its config.json; an ensemble's first member's),
         with only the options the user gave on this command line changed."""

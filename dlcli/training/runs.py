@@ -13,13 +13,12 @@ import datetime as _dt
 import hashlib
 import html
 import json
-import os
 import struct
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from dlcli.atomic import atomic_target
+from dlcli.atomic import atomic_target, process_alive
 from dlcli.errors import InputError
 from dlcli.training.listeners import CURVES_PNG, EVAL_PICTURES, curve_data
 from dlcli.training.run import BEST, CHECKPOINT, CONFIG, LAST, METRICS, STATE, SPLITS, read_metrics
@@ -87,20 +86,6 @@ def bad_metric_lines(path: Path) -> list[int]:
     return bad
 
 
-def _alive(pid: Any) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # someone else's live process
-    return True
-
-
 def looks_like_run(folder: Path) -> bool:
     return any((folder / name).exists() for name in RUN_FILES)
 
@@ -131,7 +116,7 @@ def inspect_run(folder: Path) -> RunInfo:
         problems.append(f"{METRICS} line {bad[0]} is truncated or not a metrics row"
                         + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""))
     has_checkpoint = (folder / CHECKPOINT).is_file()
-    if info.state == "running" and not _alive(state.get("pid")):
+    if info.state == "running" and not process_alive(state.get("pid")):
         problems.append(f"its process ({state.get('pid')}) is gone without finishing (crashed or killed)"
                         + (f"; --resume {folder} continues from the checkpoint" if has_checkpoint else ""))
     if info.state in ("finished", "interrupted") and not has_checkpoint:

@@ -4,12 +4,38 @@ trainer call, registering the best weights under --name and rendering the report
 
 from __future__ import annotations
 
-from typing import Optional
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Iterator, Optional
 
 import typer
 
 from dlcli.cli.app import Options, command
 from dlcli.cli.config_options import RunOptions, TrainOptions
+
+
+if TYPE_CHECKING:
+    from dlcli.device import Runtime
+    from dlcli.progress import Reporter
+    from dlcli.training.distributed import Dist
+
+
+@contextmanager
+def distributed_session(opts: Options) -> Iterator[tuple["Dist", "Runtime", "Reporter"]]:
+    """The process group (a no-op without torchrun), this rank's device manager and a reporter
+    that only rank 0 uses (the others stay silent); the group is closed however the body ends."""
+    from dlcli.device import Runtime
+    from dlcli.progress import NullReporter
+    from dlcli.training import distributed
+
+    dist = distributed.setup(opts.device)
+    try:
+        rt = Runtime.create(dist.device_spec(opts.device), opts.precision, opts.seed, opts.deterministic)
+        reporter = opts.reporter() if dist.is_main else NullReporter()
+        for notice in rt.notices:
+            reporter.message(notice)
+        yield dist, rt, reporter
+    finally:
+        dist.close()
 
 
 def register_vision_train(grp: typer.Typer, task: str, config_cls: type, *, arch: str, what: str,
@@ -35,26 +61,17 @@ def train_vision(task: str, config_cls: type, train: TrainOptions, run: RunOptio
                  opts: Options) -> None:
     """`dl detect train` / `dl segment train`: one body for both (they differ in their trainer)."""
     from dlcli import render
-    from dlcli.device import Runtime
-    from dlcli.progress import NullReporter, Reporter
     from dlcli.results import Provenance, VisionTrainReport
     from dlcli.tasks.detect import register_trained
-    from dlcli.training import distributed
 
     run.check()
-    seed = {"seed": opts.seed} if opts.seed is not None else ({} if run.resuming else {"seed": 0})
     # A resumed run keeps its own settings; only what is given on this command line changes.
-    cfg = train.resumed(config_cls, run.folder, **seed) if run.resuming else train.build(config_cls, **seed)
+    cfg = train.for_run(config_cls, run, opts.seed)
     if task == "detect":
         from dlcli.training.detect import train_detector as trainer
     else:
         from dlcli.training.segment import train_segmenter as trainer
-    dist = distributed.setup(opts.device)
-    try:
-        rt = Runtime.create(dist.device_spec(opts.device), opts.precision, opts.seed, opts.deterministic)
-        reporter: Reporter = opts.reporter() if dist.is_main else NullReporter()  # only rank 0 talks
-        for notice in rt.notices:
-            reporter.message(notice)
+    with distributed_session(opts) as (dist, rt, reporter):
         summary = trainer(cfg, run.folder, rt, resume=run.resuming, force=run.force, reporter=reporter, dist=dist)
         if not dist.is_main:
             return
@@ -63,5 +80,3 @@ def train_vision(task: str, config_cls: type, train: TrainOptions, run: RunOptio
                                    epochs=summary.epochs, metrics=summary.metrics, seconds=summary.seconds,
                                    provenance=Provenance.collect(rt, registered, None))
         render.show(report, opts.json, usage=f"dl {task} IMAGE")
-    finally:
-        dist.close()

@@ -81,12 +81,10 @@ def register(app: typer.Typer) -> None:
         import sys
 
         from dlcli import render
-        from dlcli.device import Runtime
+        from dlcli.cli.commands._train import distributed_session
         from dlcli.errors import InputError
         from dlcli.models.nic import BACKBONES
-        from dlcli.progress import NullReporter
         from dlcli.training import caption as trainer
-        from dlcli.training import distributed
 
         run.check()
         v = train.values
@@ -103,20 +101,11 @@ def register(app: typer.Typer) -> None:
             raise InputError("--freeze-encoder needs --encoder-weights (a random encoder would stay random)")
         if v["backbone"] not in BACKBONES:
             raise InputError(f"unknown --backbone {v['backbone']!r}; choose one of {', '.join(BACKBONES)}")
-        seed = {"seed": opts.seed} if opts.seed is not None else ({} if run.resuming else {"seed": 0})
-        cfg = (train.resumed(CaptionTrainConfig, run.folder, **seed) if run.resuming
-               else train.build(CaptionTrainConfig, **seed))
+        cfg = train.for_run(CaptionTrainConfig, run, opts.seed)
         recipe = "dl " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-        dist = distributed.setup(opts.device)
-        try:
-            rt = Runtime.create(dist.device_spec(opts.device), opts.precision, opts.seed, opts.deterministic)
-            reporter = opts.reporter() if dist.is_main else NullReporter()  # only rank 0 talks
-            for notice in rt.notices:
-                reporter.message(notice)
+        with distributed_session(opts) as (dist, rt, reporter):
             result = trainer.train_caption(cfg, rt, out=run.folder, resume=run.resuming, force=run.force, dist=dist,
                                            reporter=reporter, offline=opts.offline, recipe=recipe)
-        finally:
-            dist.close()
         if result is None:  # not rank 0 under torchrun
             return
         if opts.json:

@@ -126,9 +126,7 @@ def register(app: typer.Typer) -> None:
         from dlcli.training import transfer
 
         run.check()
-        seed = {"seed": opts.seed} if opts.seed is not None else ({} if run.resuming else {"seed": 0})
-        build = train.resumed if run.resuming else (lambda cls, _folder, **kw: train.build(cls, **kw))
-        args = build(TransferArgs, run.folder, data_dir=data_dir, **seed)
+        args = train.for_run(TransferArgs, run, opts.seed, data_dir=data_dir)
         import dataclasses
 
         def make_runtime(device: Optional[str]) -> object:

@@ -66,8 +66,7 @@ def register(app: typer.Typer) -> None:
         name = train.values["name"]
         if name and (not name.startswith("dqn.") or name == "dqn."):
             raise InputError(f"--name must look like dqn.TAG, got {name!r}")
-        seed = {"seed": opts.seed} if opts.seed is not None else ({} if run.resuming else {"seed": 1})
-        cfg = train.resumed(DQNConfig, run.folder, **seed) if run.resuming else train.build(DQNConfig, **seed)
+        cfg = train.for_run(DQNConfig, run, opts.seed, default_seed=1)
         rt, reporter = opts.start()
         if run.resuming:
             from dlcli.training.dqn import resume_config
