@@ -192,7 +192,8 @@ class _Average:
         self.model.load_state_dict(state)
 
 
-CALIBRATION_STEPS = 24  # timed steps (after 3 untimed) that measure the speed for --budget
+CALIBRATION_STEPS = 24  # timed steps (after 3 untimed) that measure the speed for --budget...
+CALIBRATION_SHARE = 0.05  # ...or fewer (at least 2), when they would take more than this share of it
 BUDGET_MARGIN = 0.04  # share of a budget kept back for slower steps later (other processes, caches)
 
 
@@ -225,10 +226,12 @@ def _fit_budget(cfg: MnistTrainConfig, model: torch.nn.Module, train_x: torch.Te
     gen = torch.Generator().manual_seed(_mix(member_seed, 3))
     n = CALIBRATION_STEPS + 3
     idx = torch.randint(0, train_x.shape[0], (n, per_rank), generator=gen)
-    t0 = 0.0
+    t0, timed = 0.0, 0
     for i in range(n):
         if i == 3:
             t0 = time.perf_counter()
+        elif i > 4 and time.perf_counter() - t0 > CALIBRATION_SHARE * seconds:
+            break
         x = to_float(train_x[idx[i]])
         if cfg.augment:
             x = augment(x, gen)
@@ -239,9 +242,10 @@ def _fit_budget(cfg: MnistTrainConfig, model: torch.nn.Module, train_x: torch.Te
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        timed = max(0, i - 2)
     runtime.synchronize()
     # DDP steps also wait for the gradient all-reduce; the slowest rank sets the pace.
-    step_s = (time.perf_counter() - t0) / CALIBRATION_STEPS
+    step_s = (time.perf_counter() - t0) / timed
     if dist.active:
         step_s = dist.all_reduce_sum([step_s])[0] / dist.world_size * 1.1
     sample = test_x[: min(2000, test_x.shape[0])]
@@ -249,7 +253,7 @@ def _fit_budget(cfg: MnistTrainConfig, model: torch.nn.Module, train_x: torch.Te
     predict_probs(trial, sample, runtime, channels_last=cfg.channels_last)
     eval_s = (time.perf_counter() - t1) * test_x.shape[0] / max(1, sample.shape[0])
     total = fit_budget_steps(seconds, 1.0 / step_s, eval_s, steps_per_epoch)
-    reporter.message(f"budget {cfg.budget}: {per_rank / step_s:,.0f} images/s per process over {CALIBRATION_STEPS} "
+    reporter.message(f"budget {cfg.budget}: {per_rank / step_s:,.0f} images/s per process over {timed} "
                      f"steps, {eval_s:.1f} s per evaluation: the schedule is fitted to {total:,} steps "
                      f"({total / steps_per_epoch:.2f} epochs)")
     return total
