@@ -130,8 +130,8 @@ def resolve_precision(precision: str | None, device: torch.device, *, training: 
     if p == "auto" and training:
         native, why = native_bf16(device)
         if native:
-            return torch.bfloat16, f"precision auto: bf16 autocast for training: {why}"
-        return torch.float32, f"precision auto: fp32: {why}"
+            return torch.bfloat16, f"precision auto: bf16 autocast, {why}"
+        return torch.float32, f"precision auto: fp32, {why}"
     if p in ("auto", "fp32"):
         return torch.float32, None
     if p == "fp16":

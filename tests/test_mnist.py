@@ -425,6 +425,9 @@ def test_recipes_fill_in_only_what_the_user_did_not_give() -> None:
         assert word in text
     with pytest.raises(InputError, match="unknown --recipe"):
         MnistTrainConfig(recipe_name="quick").with_recipe()
+    # A budget without a recipe gets the fast one (its schedule anneals by the end); a named one stays.
+    assert MnistTrainConfig(budget="2m").with_recipe({"budget"}).recipe_name == "fast"
+    assert MnistTrainConfig(budget="2m", recipe_name="book").with_recipe({"budget", "recipe_name"}).lr_schedule == "none"
     for bad in (dict(warmup=1.0), dict(label_smoothing=0.7), dict(ema=1.0), dict(budget="soon")):
         with pytest.raises(InputError):
             MnistTrainConfig(**bad).check()  # type: ignore[arg-type]
@@ -561,6 +564,7 @@ def test_cli_recipe_budget_and_precision_messages(tmp_path: Path, fake_mnist: Pa
               "--out", str(tmp_path / "budget"), "--json"])
     assert r.exit_code == 0, r.output
     assert "budget 2s:" in r.stderr and "test accuracy reached" in r.stderr and "precision auto:" in r.stderr
+    assert "recipe fast" in r.stderr  # a budget without --recipe: the fast one
     r = _cli(["train-mnist", "--data", str(fake_mnist), "--budget", "soon", "--out", str(tmp_path / "x")])
     assert r.exit_code == 2 and "--budget" in r.output and "Traceback" not in r.output
     r = _cli(["train-mnist", "--data", str(fake_mnist), "--recipe", "quick", "--out", str(tmp_path / "y")])
