@@ -244,14 +244,16 @@ def _fit_budget(cfg: MnistTrainConfig, model: torch.nn.Module, train_x: torch.Te
         opt.step()
         timed = max(0, i - 2)
     runtime.synchronize()
-    # DDP steps also wait for the gradient all-reduce; the slowest rank sets the pace.
     step_s = (time.perf_counter() - t0) / timed
-    if dist.active:
-        step_s = dist.all_reduce_sum([step_s])[0] / dist.world_size * 1.1
     sample = test_x[: min(2000, test_x.shape[0])]
     t1 = time.perf_counter()
     predict_probs(trial, sample, runtime, channels_last=cfg.channels_last)
     eval_s = (time.perf_counter() - t1) * test_x.shape[0] / max(1, sample.shape[0])
+    if dist.active:
+        # Every rank must fit the same number of steps: average the measurements. DDP steps also
+        # wait for the gradient all-reduce and the slowest rank, hence the 10% more per step.
+        step_s, eval_s, seconds = (v / dist.world_size for v in dist.all_reduce_sum([step_s, eval_s, seconds]))
+        step_s *= 1.1
     total = fit_budget_steps(seconds, 1.0 / step_s, eval_s, steps_per_epoch)
     reporter.message(f"budget {cfg.budget}: {per_rank / step_s:,.0f} images/s per process over {timed} "
                      f"steps, {eval_s:.1f} s per evaluation: the schedule is fitted to {total:,} steps "
