@@ -197,23 +197,28 @@ CALIBRATION_SHARE = 0.05  # ...or fewer (at least 2), when they would take more 
 BUDGET_MARGIN = 0.04  # share of a budget kept back for slower steps later (other processes, caches)
 
 
-def fit_budget_steps(seconds: float, steps_per_s: float, eval_s: float, steps_per_epoch: int) -> int:
+def fit_budget_steps(seconds: float, steps_per_s: float, eval_s: float, steps_per_epoch: int, start: int = 0) -> int:
     """The most steps whose training plus one evaluation per finished epoch fit in `seconds`
-    (the evaluation after the last step is outside the budget); at least 1."""
+    (the evaluation after the last step is outside the budget), counted from `start` steps into an
+    epoch; at least 1."""
     usable = seconds * (1 - BUDGET_MARGIN)
-    best, epochs = 1, 1
+    best, epochs, previous = 1, 1, 0
     while True:
-        room = usable - (epochs - 1) * eval_s  # evaluations of the epochs finished before this one
+        boundary = (steps_per_epoch - start) + (epochs - 1) * steps_per_epoch  # steps to the end of epoch `epochs`
+        room = usable - (epochs - 1) * eval_s  # evaluations of the epochs finished before then
         if room <= 0:
             break
-        steps = min(epochs * steps_per_epoch, int(room * steps_per_s))
-        if steps <= (epochs - 1) * steps_per_epoch:
+        steps = min(boundary, int(room * steps_per_s))
+        if steps <= previous:
             break
         best = max(best, steps)
-        if steps < epochs * steps_per_epoch:
+        if steps < boundary:
             break
-        epochs += 1
+        epochs, previous = epochs + 1, boundary
     return best
+
+
+REFIT_AT = 50  # steps into a budget run when the speed measured in training replaces the calibration's
 
 
 def _fit_budget(cfg: MnistTrainConfig, model: torch.nn.Module, train_x: torch.Tensor, train_y: torch.Tensor,
@@ -257,8 +262,8 @@ def _fit_budget(cfg: MnistTrainConfig, model: torch.nn.Module, train_x: torch.Te
     total = fit_budget_steps(seconds, 1.0 / step_s, eval_s, steps_per_epoch)
     reporter.message(f"budget {cfg.budget}: {per_rank / step_s:,.0f} images/s per process over {timed} "
                      f"steps, {eval_s:.1f} s per evaluation: the schedule is fitted to {total:,} steps "
-                     f"({total / steps_per_epoch:.2f} epochs)")
-    return total
+                     f"({total / steps_per_epoch:.2f} epochs); fitted again as training measures its speed")
+    return total, eval_s
 
 
 # --- the loop ---------------------------------------------------------------------------------
@@ -310,18 +315,21 @@ def train_member(
     elif resume:
         raise InputError("resuming needs the run's folder")
     ckpt = run.checkpoint if run is not None else None
+    eval_s = 0.0
     if resume:
-        if budget is not None:  # the schedule fitted when the run started
+        if budget is not None:  # the schedule as last fitted
             saved_state = torch.load(ckpt, map_location="cpu", weights_only=True)
             total_steps = int(json.loads(saved_state["progress"])["total_steps"])
     elif budget is not None:
-        total_steps = _fit_budget(cfg, model, train_x, train_y, data["test_x"], runtime, per_rank, steps_per_epoch,
+        total_steps, eval_s = _fit_budget(cfg, model, train_x, train_y, data["test_x"], runtime, per_rank, steps_per_epoch,
                                   budget - (time.perf_counter() - t_start), member_seed, dist, reporter)
     n_epochs = -(-total_steps // steps_per_epoch)
 
+    def schedule(total: int) -> Any:
+        return lr_factor(cfg.lr_schedule, total, warmup=round(cfg.warmup * total))
+
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg.lr_schedule, total_steps,
-                                                                       warmup=round(cfg.warmup * total_steps)))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule(total_steps))
     ddp_model = dist.wrap(model)
     if resume:
         state = load_checkpoint(ckpt, model=model, optimizer=optimizer, scheduler=scheduler, restore_rng=False)
@@ -358,6 +366,21 @@ def train_member(
         late = float(elapsed0 + time.perf_counter() - t_start >= budget)
         return dist.all_reduce_sum([late])[0] > 0 if dist.active else bool(late)
 
+    def refit(steps_done: int, step_s: float) -> None:
+        """Lay the schedule out again over the steps that fit in what is left of the budget, at the
+        speed measured in training (the machine's load may have changed since calibration). The
+        rate moves a little where the run is on its curve; a resumed run uses the last fit."""
+        nonlocal total_steps, n_epochs
+        left = budget - (elapsed0 + time.perf_counter() - t_start)  # type: ignore[operator]
+        measured = [step_s, eval_s, left]
+        if dist.active:  # every rank must lay out the same steps
+            measured = [v / dist.world_size for v in dist.all_reduce_sum(measured)]
+        more = fit_budget_steps(max(measured[2], 0.0), 1.0 / max(measured[0], 1e-9), measured[1], steps_per_epoch,
+                                steps_done % steps_per_epoch)
+        total_steps = steps_done + (more if measured[2] > 0 else 0)
+        n_epochs = -(-total_steps // steps_per_epoch)
+        scheduler.lr_lambdas[0] = schedule(total_steps)
+
     stopped, final = False, None
     steps_done = epoch * steps_per_epoch + step
     ddp_model.train()
@@ -374,6 +397,7 @@ def train_member(
             if step:
                 reporter.advance(step)
             sums = torch.zeros(3, dtype=torch.float64)  # loss*n, correct, n (this rank, this epoch part)
+            started_at = step
             t0 = time.perf_counter()
             for x, y in _iterate(ds, step, cfg.workers):
                 if step >= in_epoch:
@@ -392,6 +416,9 @@ def train_member(
                 if average is not None:
                     average.update(model, epoch * steps_per_epoch + step)
                 step += 1
+                if budget is not None and epoch * steps_per_epoch + step == REFIT_AT and not resume:
+                    refit(REFIT_AT, (time.perf_counter() - t0) / max(1, step - started_at))
+                    in_epoch = min(len(ds), total_steps - epoch * steps_per_epoch)
                 if out_of_time():
                     stopped = True
                 with torch.no_grad():
@@ -406,8 +433,12 @@ def train_member(
             reporter.finish()
             loss_sum, correct, seen = dist.all_reduce_sum(sums)
             ips = dist.all_reduce_sum([seen / max(train_s, 1e-9)])[0]
+            t_eval = time.perf_counter()
             final = probs, errors, acc = evaluate()
             steps_done = epoch * steps_per_epoch + step
+            if budget is not None and not stopped and steps_done < total_steps:
+                eval_s = time.perf_counter() - t_eval
+                refit(steps_done, train_s / max(1, step - started_at))
             stats = EpochStats(epoch + 1, loss_sum / max(seen, 1), correct / max(seen, 1), acc, errors,
                                time.perf_counter() - t0, ips, optimizer.param_groups[0]["lr"],
                                elapsed0 + time.perf_counter() - t_start)
