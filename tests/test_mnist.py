@@ -504,7 +504,7 @@ def test_budget_fits_the_schedule_and_stops_in_time(tmp_path: Path, monkeypatch:
     res = trainer.train_member(cfg, d, rt, member_seed=1, out_dir=tmp_path / "fit")
     assert 1 <= res.steps <= res.planned_steps
     assert res.planned_steps > 12  # 3 s hold more than the 12 steps of --epochs 1: the budget decides
-    assert res.train_seconds <= 3.0 + 0.2  # the budget, plus the last step's and evaluation's readings
+    assert res.train_seconds <= 3.0 + 0.3  # the budget, plus the readings of the last step and evaluation (0.03 s each)
     assert (tmp_path / "fit" / "best.safetensors").is_file()
     assert res.best_acc >= max(e.test_acc for e in res.epochs)
     # A machine that turns slow after measuring (here: a fit far beyond the budget): the clock
@@ -512,7 +512,7 @@ def test_budget_fits_the_schedule_and_stops_in_time(tmp_path: Path, monkeypatch:
     monkeypatch.setattr(trainer, "fit_budget_steps", lambda *a: 100_000)
     monkeypatch.setattr(trainer.time, "perf_counter", _Tick(0.03))
     slow = trainer.train_member(cfg, d, rt, member_seed=1, out_dir=tmp_path / "slow")
-    assert slow.train_seconds <= 3.0 + 0.2
+    assert slow.train_seconds <= 3.0 + 0.3
     # The first epoch's end re-fitted the schedule: the steps done plus the (patched) fit.
     assert slow.planned_steps > 100_000 and 0 < slow.steps < slow.planned_steps
     assert slow.epochs and slow.best_acc >= max(e.test_acc for e in slow.epochs)
