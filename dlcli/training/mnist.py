@@ -282,10 +282,12 @@ def train_member(
     force: bool = False,
     data_hashes: dict[str, str] | None = None,
     label: str = "",
+    started: float | None = None,
 ) -> MemberResult:
     """Train one DeepConvNet. With `out_dir`, the net's run folder (dlcli/training/run.py:
     checkpoint.pt, metrics.jsonl, best/last.safetensors; rank 0 writes); `resume` continues from
-    its checkpoint, `force` starts over in a folder that holds a run."""
+    its checkpoint, `force` starts over in a folder that holds a run. `started` (a perf_counter
+    reading) is when the clock of --budget started, if before this call (loading the data)."""
     dist = dist or Dist()
     reporter = reporter or NullReporter()
     main = dist.is_main
@@ -297,7 +299,7 @@ def train_member(
     steps_per_epoch = -(-(-(-n_train // dist.world_size)) // per_rank)
     total_steps = steps_per_epoch * cfg.epochs
     budget = cfg.budget_seconds()
-    t_start = time.perf_counter()
+    t_start = time.perf_counter() if started is None else started
 
     torch.manual_seed(member_seed)
     model = runtime.place(DeepConvNet(logit_dropout=None if cfg.logit_dropout else 0.0), channels_last=cfg.channels_last)
@@ -515,6 +517,7 @@ def train(
     cfg.check()
     dist = dist or Dist()
     reporter = reporter or NullReporter()
+    started = time.perf_counter()  # a --budget counts from here: loading the data is part of it
     data = load_data(data_dir)
     hashes = file_hashes(data_dir)
     members = []
@@ -528,7 +531,7 @@ def train(
         try:
             members.append(train_member(cfg, data, runtime, member_seed=cfg.seed + k, out_dir=sub, dist=dist,
                                         reporter=reporter, resume=member_resume, force=force and not member_resume,
-                                        data_hashes=hashes, label=label))
+                                        data_hashes=hashes, label=label, started=started if k == 0 else None))
         except Interrupted as exc:
             if out_dir is None or cfg.ensemble == 1:
                 raise
