@@ -564,6 +564,8 @@ def test_cli_recipe_budget_and_precision_messages(tmp_path: Path, fake_mnist: Pa
     assert r.exit_code == 0, r.output
     assert "budget 2s:" in r.stderr and "test accuracy reached" in r.stderr and "precision auto:" in r.stderr
     assert "recipe fast" in r.stderr  # a budget without --recipe: the fast one
+    member = json.loads(r.stdout)["members"][0]
+    assert 1 <= member["steps"] <= member["planned_steps"] and member["seconds"] > 0
     r = _cli(["train-mnist", "--data", str(fake_mnist), "--budget", "soon", "--out", str(tmp_path / "x")])
     assert r.exit_code == 2 and "--budget" in r.output and "Traceback" not in r.output
     r = _cli(["train-mnist", "--data", str(fake_mnist), "--recipe", "quick", "--out", str(tmp_path / "y")])

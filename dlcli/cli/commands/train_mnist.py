@@ -126,7 +126,9 @@ def register(app: typer.Typer) -> None:
                 for k, m in enumerate(outcome.members) for e in m.epochs)
             members = tuple(
                 {"seed": m.seed, "test_acc": m.test_acc, "test_errors": m.test_errors, "best_acc": m.best_acc,
-                 "best_epoch": m.best_epoch, "weights": str(m.out_dir / "last.safetensors") if m.out_dir else None}
+                 "best_epoch": m.best_epoch, "steps": m.steps, "planned_steps": m.planned_steps,
+                 "seconds": round(m.train_seconds, 1),
+                 "weights": str(m.out_dir / "last.safetensors") if m.out_dir else None}
                 for m in outcome.members)
             best = outcome.members[0].out_dir / "best.safetensors" if outcome.members[0].out_dir else None
             report = MnistTrainReport(
