@@ -148,7 +148,7 @@ def main() -> None:
 
         runs = []
         if args.seeds > 1:
-            print(f"{'seed':>4} {'final acc':>9} {'errors':>6} {'best acc':>8} {'to 99.38%':>9} {'total s':>7} "
+            print(f"{'seed':>4} {'final acc':>9} {'errors':>6} {'best acc':>8} {'to 99.38%':>9} {'epoch':>5} {'total s':>7} "
                   f"{'images/s':>8} {'met':>4} {'load':>14}", flush=True)
         for seed in range(args.seeds):
             t0 = time.perf_counter()
@@ -156,16 +156,20 @@ def main() -> None:
                                member_seed=seed, out_dir=None, reporter=Rows())
             total = time.perf_counter() - t0
             reach = res.time_to(BOOK_ACCURACY)
+            reach_epoch = next((e.epoch for e in res.epochs if e.test_acc >= BOOK_ACCURACY), None)
             met = reach is not None and reach <= target
             ips = statistics.mean(e.images_per_s for e in res.epochs)
             runs.append({"seed": seed, "final_test_acc": res.test_acc, "final_errors": res.test_errors,
                          "best_test_acc": res.best_acc, "seconds": total, "seconds_to_book_accuracy": reach,
+                         "epoch_of_book_accuracy": reach_epoch,
                          "images_per_s": ips, "within_target": met, "load": loadavg(),
                          "per_epoch": [e.test_acc for e in res.epochs]})
             if args.seeds > 1:
                 print(f"{seed:>4} {res.test_acc:>9.2%} {res.test_errors:>6} {res.best_acc:>8.2%} "
-                      f"{(f'{reach:.0f} s' if reach is not None else 'never'):>9} {total:>7.0f} {ips:>8.0f} "
+                      f"{(f'{reach:.0f} s' if reach is not None else 'never'):>9} {reach_epoch or '-':>5} {total:>7.0f} {ips:>8.0f} "
                       f"{'yes' if met else 'NO':>4} {loadavg():>14}", flush=True)
+                if args.json:  # after every seed, so a study cut short keeps what it measured
+                    args.json.write_text(json.dumps({**figures, "runs": runs}, indent=2) + "\n")
             else:
                 print(f"{args.recipe} recipe as {train_as}: {res.test_acc:.2%} ({res.test_errors} errors) in {total:.0f} s; "
                       f"first >= {BOOK_ACCURACY:.2%} after " + (f"{reach:.0f} s" if reach is not None else "never")
