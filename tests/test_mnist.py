@@ -404,3 +404,169 @@ def test_interrupted_ensemble_says_to_resume_the_top_folder(tmp_path: Path, fake
               reporter=_StopAt(2))  # type: ignore[arg-type]
     assert info.value.message.endswith(f"--resume {tmp_path / 'e'}")
     assert (tmp_path / "e" / "member-1" / "checkpoint.pt").is_file()
+
+
+# --- recipes, time budgets, weight averaging (issue 18) -------------------------------------------
+
+
+def test_recipes_fill_in_only_what_the_user_did_not_give() -> None:
+    from dlcli.training.configs import MNIST_RECIPES, MnistTrainConfig
+
+    assert set(MNIST_RECIPES) == {"book", "fast", "best"}
+    book = MnistTrainConfig().with_recipe()
+    assert book == MnistTrainConfig()  # the defaults are the book's recipe
+    fast = MnistTrainConfig(recipe_name="fast", epochs=2, lr=5e-3).with_recipe({"epochs"})
+    assert fast.epochs == 2  # given: kept
+    assert fast.lr == MNIST_RECIPES["fast"]["lr"]  # not given: the recipe's, whatever the field held
+    assert (fast.lr_schedule, fast.logit_dropout, fast.ema) == ("onecycle", False, MNIST_RECIPES["fast"]["ema"])
+    text = fast.describe_recipe()
+    for word in ("recipe fast", "one-cycle", "2 epochs", "augmentation", "label smoothing 0.1", "none on the logits",
+                 "EMA"):
+        assert word in text
+    with pytest.raises(InputError, match="unknown --recipe"):
+        MnistTrainConfig(recipe_name="quick").with_recipe()
+    # A budget without a recipe gets the fast one (its schedule anneals by the end); a named one stays.
+    assert MnistTrainConfig(budget="2m").with_recipe({"budget"}).recipe_name == "fast"
+    assert MnistTrainConfig(budget="2m", recipe_name="book").with_recipe({"budget", "recipe_name"}).lr_schedule == "none"
+    for bad in (dict(warmup=1.0), dict(label_smoothing=0.7), dict(ema=1.0), dict(budget="soon")):
+        with pytest.raises(InputError):
+            MnistTrainConfig(**bad).check()  # type: ignore[arg-type]
+
+
+def test_budget_durations() -> None:
+    from dlcli.training.configs import parse_budget
+
+    assert [parse_budget(t) for t in ("90s", "5m", "2m30s", "1h", "45", "0.5m")] == [90, 300, 150, 3600, 45, 30]
+    for bad in ("", "m", "5 minutes", "0s", "-3", "200h"):
+        with pytest.raises(InputError, match="--budget"):
+            parse_budget(bad)
+
+
+def test_fit_budget_steps_counts_the_evaluations_between_epochs() -> None:
+    from dlcli.training.mnist import BUDGET_MARGIN, fit_budget_steps
+
+    usable = 1 - BUDGET_MARGIN
+    # 100 steps/s, 10 steps per epoch, free evaluations: the whole usable budget is steps.
+    assert fit_budget_steps(10.0, 100.0, 0.0, 10) == int(10 * usable * 100)
+    # 1 s per evaluation, 100 steps (1 s) per epoch: 5 epochs and the 4 evaluations between them
+    # take 9 s of the 9.6 s usable; a 6th epoch would leave 4.6 s of steps: fewer than 5 epochs.
+    assert fit_budget_steps(10.0, 100.0, 1.0, 100) == 500
+    # With 10.5 s, 5 evaluations leave room for 5 epochs and part of a 6th.
+    assert fit_budget_steps(10.5, 100.0, 1.0, 100) == int((10.5 * usable - 5) * 100)
+    assert fit_budget_steps(0.001, 1.0, 5.0, 10) == 1  # never nothing
+    # Half-way into an epoch (a re-fit during training): the first epoch ends after 50 more steps.
+    assert abs(fit_budget_steps(10.0, 100.0, 1.0, 100, start=50) - 460) <= 1  # 4.6 s of 100 steps/s, rounded down
+
+
+def test_averaged_one_cycle_run_resumes_bit_identical(tmp_path: Path) -> None:
+    from dlcli.device import Runtime
+    from dlcli.training.checkpoint import Interrupted
+    from dlcli.training.mnist import train_member
+
+    cfg = _cfg(lr_schedule="onecycle", warmup=0.3, label_smoothing=0.1, logit_dropout=False, ema=0.9)
+    rt, d = Runtime.create("cpu", "fp32"), _data()
+    whole = train_member(cfg, d, rt, member_seed=5, out_dir=tmp_path / "whole")
+    assert whole.model is not None and whole.model.classifier[5].p == 0.0  # type: ignore[index]
+    with pytest.raises(Interrupted):
+        train_member(cfg, d, rt, member_seed=5, out_dir=tmp_path / "cut", reporter=_StopAt(9))
+    resumed = train_member(cfg, d, rt, member_seed=5, out_dir=tmp_path / "cut", resume=True)
+    a, b = whole.model.state_dict(), resumed.model.state_dict()  # type: ignore[union-attr]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # The averaged weights are what was evaluated and saved, not the raw ones.
+    from safetensors.torch import load_file
+
+    saved = load_file(str(tmp_path / "whole" / "last.safetensors"))
+    assert all(torch.equal(saved[k], a[k]) for k in a)
+    plain = train_member(_cfg(lr_schedule="onecycle", warmup=0.3, label_smoothing=0.1, logit_dropout=False), d, rt,
+                         member_seed=5, out_dir=None)
+    assert not all(torch.equal(plain.model.state_dict()[k], a[k]) for k in a)  # type: ignore[union-attr]
+
+
+class _Tick:
+    """A virtual clock for the trainer: every reading is `dt` seconds after the previous one, so
+    a budget's arithmetic is tested without depending on how busy this machine is."""
+
+    def __init__(self, dt: float) -> None:
+        self.t, self.dt = 1000.0, dt
+
+    def __call__(self) -> float:
+        self.t += self.dt
+        return self.t
+
+
+def test_budget_fits_the_schedule_and_stops_in_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dlcli.device import Runtime
+    from dlcli.training import mnist as trainer
+
+    rt, d = Runtime.create("cpu", "fp32"), _data(n_train=600)
+    cfg = _cfg(budget="3s", lr_schedule="onecycle", epochs=1)
+    monkeypatch.setattr(trainer.time, "perf_counter", _Tick(0.03))
+    res = trainer.train_member(cfg, d, rt, member_seed=1, out_dir=tmp_path / "fit")
+    assert 1 <= res.steps <= res.planned_steps
+    assert res.planned_steps > 12  # 3 s hold more than the 12 steps of --epochs 1: the budget decides
+    assert res.train_seconds <= 3.0 + 0.3  # the budget, plus the readings of the last step and evaluation (0.03 s each)
+    assert (tmp_path / "fit" / "best.safetensors").is_file()
+    assert res.best_acc >= max(e.test_acc for e in res.epochs)
+    # A machine that turns slow after measuring (here: a fit far beyond the budget): the clock
+    # stops the run in time, before its schedule ends, and the best net so far is kept.
+    monkeypatch.setattr(trainer, "fit_budget_steps", lambda *a: 100_000)
+    monkeypatch.setattr(trainer.time, "perf_counter", _Tick(0.03))
+    slow = trainer.train_member(cfg, d, rt, member_seed=1, out_dir=tmp_path / "slow")
+    assert slow.train_seconds <= 3.0 + 0.3
+    # The first epoch's end re-fitted the schedule: the steps done plus the (patched) fit.
+    assert slow.planned_steps > 100_000 and 0 < slow.steps < slow.planned_steps
+    assert slow.epochs and slow.best_acc >= max(e.test_acc for e in slow.epochs)
+    assert json.loads((tmp_path / "slow" / "run.json").read_text())["state"] == "finished"
+
+
+def test_budget_run_resumes_with_its_fitted_schedule(tmp_path: Path) -> None:
+    from dlcli.device import Runtime
+    from dlcli.training.checkpoint import Interrupted
+    from dlcli.training.mnist import train_member
+
+    rt, d = Runtime.create("cpu", "fp32"), _data()
+    cfg = _cfg(budget="1h", epochs=1)
+    with pytest.raises(Interrupted):
+        train_member(cfg, d, rt, member_seed=2, out_dir=tmp_path / "b", reporter=_StopAt(3))
+    planned = json.loads(torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["progress"])["total_steps"]
+    assert planned > 6  # an hour holds far more than one epoch of 6 steps
+    # Resuming must not measure again (the schedule is the saved one): stop it right away.
+    with pytest.raises(Interrupted):
+        train_member(cfg, d, rt, member_seed=2, out_dir=tmp_path / "b", resume=True, reporter=_StopAt(1))
+    state = json.loads(torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["progress"])
+    assert state["total_steps"] == planned and (state["epoch"], state["step"]) == (0, 4)
+
+
+def test_precision_auto_picks_bf16_for_training_only_where_native(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dlcli import device
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(device, "_cpu_flags", lambda: {"avx2", "avx512f", "avx512_bf16"})
+    dtype, notice = device.resolve_precision("auto", cpu, training=True)
+    assert dtype == torch.bfloat16 and "bf16" in notice and "avx512_bf16" in notice  # type: ignore[operator]
+    assert device.resolve_precision("auto", cpu) == (torch.float32, None)  # inference: unchanged
+    monkeypatch.setattr(device, "_cpu_flags", lambda: {"avx2", "fma"})
+    dtype, notice = device.resolve_precision("auto", cpu, training=True)
+    assert dtype == torch.float32 and "no native bf16" in notice  # type: ignore[operator]
+    assert device.resolve_precision("bf16", cpu, training=True)[0] == torch.bfloat16  # asked for: given
+    assert device.native_bf16(cpu, {"amx_bf16"})[0] and device.native_bf16(cpu, {"bf16", "asimd"})[0]
+
+
+def test_cli_recipe_budget_and_precision_messages(tmp_path: Path, fake_mnist: Path) -> None:
+    r = _cli(["train-mnist", "--data", str(fake_mnist), "--recipe", "fast", "--epochs", "1", "--batch-size", "50",
+              "--out", str(tmp_path / "fast"), "--json", "--precision", "fp32"])
+    assert r.exit_code == 0, r.output
+    assert "recipe fast" in r.stderr and "1 epochs" in r.stderr and "one-cycle" in r.stderr
+    cfg = json.loads((tmp_path / "fast" / "config.json").read_text())
+    assert (cfg["recipe_name"], cfg["epochs"], cfg["lr_schedule"], cfg["ema"]) == ("fast", 1, "onecycle", 0.999)
+    r = _cli(["train-mnist", "--data", str(fake_mnist), "--budget", "2s", "--batch-size", "50",
+              "--out", str(tmp_path / "budget"), "--json"])
+    assert r.exit_code == 0, r.output
+    assert "budget 2s:" in r.stderr and "test accuracy reached" in r.stderr and "precision auto:" in r.stderr
+    assert "recipe fast" in r.stderr  # a budget without --recipe: the fast one
+    member = json.loads(r.stdout)["members"][0]
+    assert 1 <= member["steps"] <= member["planned_steps"] and member["seconds"] > 0
+    r = _cli(["train-mnist", "--data", str(fake_mnist), "--budget", "soon", "--out", str(tmp_path / "x")])
+    assert r.exit_code == 2 and "--budget" in r.output and "Traceback" not in r.output
+    r = _cli(["train-mnist", "--data", str(fake_mnist), "--recipe", "quick", "--out", str(tmp_path / "y")])
+    assert r.exit_code == 2 and "unknown --recipe" in r.output

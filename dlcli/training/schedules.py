@@ -6,7 +6,9 @@ from __future__ import annotations
 import math
 from typing import Callable
 
-SCHEDULES = ("none", "constant", "step", "cosine", "linear")
+SCHEDULES = ("none", "constant", "step", "cosine", "linear", "onecycle")
+ONECYCLE_WARMUP = 0.25  # share of a one-cycle run spent rising, when no warm-up is given
+ONECYCLE_START = 0.04  # a one-cycle run starts at this fraction of its peak
 
 
 def lr_factor(kind: str, total_steps: int, *, warmup: int = 0, floor: float = 0.0) -> Callable[[int], float]:
@@ -14,13 +16,25 @@ def lr_factor(kind: str, total_steps: int, *, warmup: int = 0, floor: float = 0.
     - none / constant: 1;
     - step: x0.1 at 50% and again at 75% of the run;
     - cosine: from 1 down to `floor` at the last step;
-    - linear: from 1 down to `floor` at the last step."""
+    - linear: from 1 down to `floor` at the last step;
+    - onecycle (Smith's one-cycle policy, cosine-shaped): from ONECYCLE_START up to 1 over
+      `warmup` steps (a quarter of the run when `warmup` is 0), then down to `floor` at the last
+      step. A high peak reached gently trains fast without the early divergence a constant high
+      rate risks; the long descent anneals to a flat minimum."""
     if kind not in SCHEDULES:
         raise ValueError(f"unknown schedule {kind!r}: one of {', '.join(SCHEDULES)}")
     total = max(1, int(total_steps))
+    if kind == "onecycle" and warmup <= 0:
+        warmup = round(ONECYCLE_WARMUP * total)
     warm = max(0, min(int(warmup), total - 1))
 
     def factor(step: int) -> float:
+        if kind == "onecycle":
+            if step < warm:
+                t = step / warm
+                return ONECYCLE_START + (1 - ONECYCLE_START) * 0.5 * (1 - math.cos(math.pi * t))
+            t = min(1.0, (step - warm) / max(1, total - 1 - warm))
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
         if step < warm:
             return (step + 1) / warm
         t = min(1.0, (step - warm) / max(1, total - warm))
