@@ -209,7 +209,7 @@ def test_weights_import_cli_on_the_books_pickle_scores_65_errors(tmp_path: Path)
     r = runner.invoke(app, ["weights", "import", "deepconvnet.book", str(pkl), "--json"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["preprocess"] == "mnist"
-    r = runner.invoke(app, ["train-mnist", "--evaluate", "--weights", "deepconvnet.book", "--data", str(raw), "--json"])
+    r = runner.invoke(app, ["train-mnist", "--evaluate", "--model", "deepconvnet.book", "--data", str(raw), "--json"])
     assert r.exit_code == 0, r.output
     res = json.loads(r.stdout)
     assert (res["errors"], res["n"]) == (65, 10000) and res["accuracy"] == pytest.approx(0.9935)

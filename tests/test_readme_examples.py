@@ -59,7 +59,7 @@ SKIP: dict[str, str] = {
     "dl train-mnist --data DIR --recipe fast --epochs 8 --no-logit-dropout": "MNIST files (DIR)",
     "dl train-mnist --data DIR --ensemble 5 --epochs 12 --augment --lr-schedule cosine": "MNIST files (DIR)",
     "dl train-mnist --resume runs/mnist --data DIR": "MNIST files (DIR) and an earlier run",
-    "dl train-mnist --evaluate --weights deepconvnet.mnist --data DIR --json": "MNIST files (DIR)",
+    "dl train-mnist --evaluate --model deepconvnet.mnist --data DIR --json": "MNIST files (DIR)",
     "torchrun --nproc_per_node 2 -m dlcli train-mnist --data DIR --device cpu": "MNIST files (DIR), two processes",
     "dl weights import deepconvnet.book deep_convnet_params.pkl": "the book's own pickle file",
     "dl detect eval --model fasterrcnn_resnet50_fpn_v2.coco --data instances_val2017.json --images val2017/ --json":

@@ -17,12 +17,12 @@ from dlcli.cli.config_options import RunOptions, TrainOptions
 def register(app: typer.Typer) -> None:
     from dlcli.training.configs import MnistTrainConfig
 
-    @command(app, "train-mnist", config=MnistTrainConfig, run_folder="runs/train-mnist")
+    @command(app, "train-mnist", config=MnistTrainConfig, run_folder="runs/train-mnist", renamed={"--weights": "--model"})
     def train_mnist(
         data: Optional[Path] = typer.Option(None, "--data", help="Folder with the four MNIST IDX files (plain or .gz; also torchvision's MNIST/raw layout). Default: $DL_DATA, else download (online)."),
         gpu: bool = typer.Option(False, "--gpu", help="Train on the GPU (same as --device cuda); fails when there is none."),
-        evaluate: bool = typer.Option(False, "--evaluate", help="Only evaluate weights on the test set (with --weights or --weights-file); --out DIR saves misclassified.png there."),
-        weights: Optional[str] = typer.Option(None, "--weights", help="With --evaluate: a weights name (default deepconvnet.mnist)."),
+        evaluate: bool = typer.Option(False, "--evaluate", help="Only evaluate weights on the test set (with --model or --weights-file); --out DIR saves misclassified.png there."),
+        model: Optional[str] = typer.Option(None, "--model", "-m", help="With --evaluate: a weights name (default deepconvnet.mnist)."),
         weights_file: Optional[Path] = typer.Option(None, "--weights-file", help="With --evaluate: a .safetensors file written by train-mnist."),
         *,
         train: TrainOptions,
@@ -46,10 +46,10 @@ def register(app: typer.Typer) -> None:
             if opts.device not in ("auto", "cuda", "gpu") and not opts.device.startswith("cuda"):
                 raise InputError(f"--gpu conflicts with --device {opts.device}")
             opts = dataclasses.replace(opts, device=opts.device if opts.device.startswith("cuda") else "cuda")
-        if weights and weights_file:
-            raise InputError("give either --weights NAME or --weights-file FILE, not both")
-        if (weights or weights_file) and not evaluate:
-            raise InputError("--weights/--weights-file go with --evaluate (training always starts from scratch or --resume)")
+        if model and weights_file:
+            raise InputError("give either --model NAME or --weights-file FILE, not both")
+        if (model or weights_file) and not evaluate:
+            raise InputError("--model/--weights-file go with --evaluate (training always starts from scratch or --resume)")
 
         from dlcli.data.mnist import find_mnist
         from dlcli.device import Runtime
@@ -69,7 +69,7 @@ def register(app: typer.Typer) -> None:
                 from dlcli.evaluation import mnist as evaluator
                 from dlcli.weights import loader
 
-                lw = loader.load_model(None if weights_file else (weights or "deepconvnet.mnist"), task="classify",
+                lw = loader.load_model(None if weights_file else (model or "deepconvnet.mnist"), task="classify",
                                        file=weights_file, offline=opts.offline, reporter=reporter)
                 if lw.spec.arch != "deepconvnet":
                     raise InputError(f"{lw.spec.name} is a {lw.spec.arch}, not a deepconvnet; train-mnist evaluates digit models")
