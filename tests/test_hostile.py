@@ -489,7 +489,7 @@ def test_pickle_refusal_never_suggests_weights_only_false(tmp_path: Path) -> Non
     (["generate", "--ncols", "1e8"], 2, "Error"),
     (["generate", "--ncols", "100000000"], 2, "--ncols"),
     (["stylize", str(DIGIT), str(DIGIT), "--style-layers", ""], 2, "--style-layers"),
-    (["train-mnist", "--evaluate", "--weights", "deepconvnet.mnist", "--weights-file", "x.safetensors"], 2,
+    (["train-mnist", "--evaluate", "--model", "deepconvnet.mnist", "--weights-file", "x.safetensors"], 2,
      "not both"),
     (["summary", "vgg16", "--input-size", "100000"], 2, "--input-size"),
 ])
