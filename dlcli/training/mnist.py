@@ -452,7 +452,7 @@ def train_member(
                                   "images_per_s": ips, "seconds": stats.seconds}, step=at, epoch=epoch)
                 run.log("test", {"accuracy": acc, "errors": errors}, step=at, epoch=epoch)
                 if run.takes_images:
-                    grid = misclassified_grid(data["test_x"], data["test_y"], pred)
+                    grid = misclassified_grid(data["test_x"], data["test_y"], probs.argmax(1))
                     if grid is not None:
                         run.log_image("test/misclassified", grid, step=at)
             if acc > best["acc"]:
