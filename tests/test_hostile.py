@@ -10,8 +10,8 @@ ru_maxrss and runs under an 8 GiB RLIMIT_AS only as a safety net for this machin
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import subprocess
 import sys
 import textwrap
