@@ -480,6 +480,15 @@ def render_transfer(report: results.TransferReport) -> None:
     ])
 
 
+def render_caption_train(report: results.CaptionTrainReport) -> None:
+    print_table(f"trained {report.config['name']}", ["", ""], [
+        ("best epoch", report.best_epoch),
+        *((k, v) for k, v in report.metrics.items() if k.startswith("val_bleu")),
+        ("weights", report.weights),
+        ("use it", f"dl caption IMAGE --weights-file {report.weights}"),
+    ])
+
+
 # --- dl runs --------------------------------------------------------------------------------------
 
 
@@ -562,6 +571,7 @@ def render_video(report: results.VideoReport) -> None:
 
 # The table renderer of each result type: `show` is the one entry the commands call.
 _TABLES: dict[type, Any] = {
+    results.CaptionTrainReport: render_caption_train,
     results.VideoReport: render_video,
     results.TransferReport: render_transfer,
     results.DoctorReport: render_doctor,

@@ -137,6 +137,9 @@ class DoctorReport(ResultMixin):
             w.state.startswith("error") for w in self.weights
         ) and not self.problems
 
+    def to_dict(self) -> dict[str, Any]:
+        return {**_plain(self), "healthy": self.healthy}  # the verdict travels with the JSON
+
 
 # --- classify, summary, profile, transfer learning (issue 4) -----------------------------------
 
@@ -278,6 +281,18 @@ class CaptionReport(ResultMixin):
     failures: tuple[InputFailure, ...]
     seconds: float
     provenance: Provenance
+
+
+@dataclasses.dataclass(frozen=True)
+class CaptionTrainReport(ResultMixin):
+    """`dl caption train`: the run folder, the best weights and their validation BLEU, per epoch."""
+
+    out: str
+    weights: str
+    best_epoch: int
+    metrics: dict[str, float]
+    history: list[Any]  # one record per epoch (epoch, loss, bleu1, bleu4, lr, seconds)
+    config: dict[str, Any]
 
 
 @dataclasses.dataclass(frozen=True)

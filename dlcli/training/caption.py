@@ -26,6 +26,7 @@ from dlcli.training.configs import CaptionTrainConfig
 from dlcli.device import Runtime
 from dlcli.errors import InputError
 from dlcli.progress import NullReporter, Reporter
+from dlcli.results import CaptionTrainReport
 from dlcli.data.captions import MEAN, STD, CaptionSet, CocoCaptions, SceneCaptions, normalize
 from dlcli.evaluation.caption import evaluate
 from dlcli.text.vocab import Vocab, tokenize
@@ -56,16 +57,6 @@ class EpochRecord:
     bleu4: float
     lr: float
     seconds: float
-
-
-@dataclass
-class CaptionTrainResult:
-    out: str
-    weights: str
-    best_epoch: int
-    metrics: dict[str, float]
-    history: list[EpochRecord]
-    config: dict[str, Any]
 
 
 # --- training -------------------------------------------------------------------------------------
@@ -126,7 +117,7 @@ def weights_meta(cfg: CaptionTrainConfig, vocab: Vocab, metrics: dict[str, Any],
 
 def train_caption(cfg: CaptionTrainConfig, runtime: Runtime, *, out: Path, resume: bool = False, force: bool = False,
                   dist: Dist | None = None, reporter: Reporter | None = None, offline: bool = False,
-                  recipe: str = "") -> CaptionTrainResult | None:
+                  recipe: str = "") -> CaptionTrainReport | None:
     """Train NIC in the run folder `out` (dlcli/training/run.py: checkpoint.pt every epoch,
     best.safetensors by validation BLEU-4, last.safetensors, metrics.jsonl). A resumed run keeps
     its own settings; only the epoch budget may change. Under torchrun each rank takes its share
@@ -281,5 +272,5 @@ def train_caption(cfg: CaptionTrainConfig, runtime: Runtime, *, out: Path, resum
     run.finish(epochs=cfg.epochs, world_size=dist.world_size, ranks_identical=identical)
     if not dist.is_main:
         return None
-    return CaptionTrainResult(str(out), str(run.best), progress["best_epoch"], progress["best_metrics"],
+    return CaptionTrainReport(str(out), str(run.best), progress["best_epoch"], progress["best_metrics"],
                               history, asdict(cfg))

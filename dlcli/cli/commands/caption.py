@@ -108,17 +108,7 @@ def register(app: typer.Typer) -> None:
                                            reporter=reporter, offline=opts.offline, recipe=recipe)
         if result is None:  # not rank 0 under torchrun
             return
-        if opts.json:
-            from dataclasses import asdict
-
-            render.emit_json(asdict(result))
-        else:
-            render.print_table(f"trained {result.config['name']}", ["", ""], [
-                ("best epoch", result.best_epoch),
-                *((k, v) for k, v in result.metrics.items() if k.startswith("val_bleu")),
-                ("weights", result.weights),
-                ("use it", f"dl caption IMAGE --weights-file {result.weights}"),
-            ])
+        render.show(result, opts.json)
 
     @command(grp, "eval", renamed={"--size": "--count"})
     def evaluate(

@@ -18,9 +18,6 @@ def register(app: typer.Typer) -> None:
         from dlcli import render
 
         report = doc.run(verify=not no_verify)
-        if opts.json:
-            render.emit_json({**report.to_dict(), "healthy": report.healthy})
-        else:
-            render.render_doctor(report)
+        render.show(report, opts.json)
         if not report.healthy:
             raise doc.problems_error(report)

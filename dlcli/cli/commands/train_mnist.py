@@ -83,10 +83,7 @@ def register(app: typer.Typer) -> None:
                 report = MnistEvalReport(res["accuracy"], res["errors"], res["n"], tuple(map(tuple, res["confusion"])),
                                          tuple(res["confused_pairs"]), res["seconds"], res["images_per_s"], png,
                                          Provenance.collect(rt, lw.spec.name, lw.sha256))
-                if opts.json:
-                    render.emit_json(report.to_dict())
-                else:
-                    render.render_mnist_eval(report)
+                render.show(report, opts.json)
                 return
 
             from dlcli.training import mnist as trainer
@@ -136,10 +133,7 @@ def register(app: typer.Typer) -> None:
                 tuple(map(tuple, outcome.confusion)), tuple(outcome.pairs), outcome.misclassified_png,
                 best if cfg.ensemble == 1 else None, dist.world_size, time.perf_counter() - t0,
                 Provenance.collect(rt, None, None))
-            if opts.json:
-                render.emit_json(report.to_dict())
-            else:
-                render.render_mnist_train(report)
+            render.show(report, opts.json)
         finally:
             dist.close()
 
