@@ -118,6 +118,16 @@ def caption_batch(net: Any, vocab: Any, tensors: Sequence[Any], runtime: Runtime
             for cands in found]
 
 
+def check_options(beam_size: int, max_length: int | None, batch_size: int) -> None:
+    """The bounds of captioning's options (images and video alike), checked before any work."""
+    if not 1 <= beam_size <= MAX_BEAM:
+        raise InputError(f"--beam-size must be between 1 and {MAX_BEAM}, got {beam_size}")
+    if max_length is not None and not 1 <= max_length <= 200:
+        raise InputError(f"--max-length must be between 1 and 200 words, got {max_length}")
+    if batch_size < 1:
+        raise InputError(f"--batch-size must be at least 1, got {batch_size}")
+
+
 def caption_images(
     inputs: Sequence[str],
     *,
@@ -140,12 +150,7 @@ def caption_images(
     from dlcli.media import iter_images
     from dlcli.results import InputFailure, CaptionItem, CaptionReport, Provenance
 
-    if not 1 <= beam_size <= MAX_BEAM:
-        raise InputError(f"--beam-size must be between 1 and {MAX_BEAM}, got {beam_size}")
-    if max_length is not None and not 1 <= max_length <= 200:
-        raise InputError(f"--max-length must be between 1 and 200 words, got {max_length}")
-    if batch_size < 1:
-        raise InputError(f"--batch-size must be at least 1, got {batch_size}")
+    check_options(beam_size, max_length, batch_size)
     reporter = reporter or NullReporter()
     t0 = time.perf_counter()
     cap = captioner or load_captioner(model, weights_file=weights_file, offline=offline, reporter=reporter)

@@ -521,14 +521,9 @@ class CaptionFrames:
 def caption_video(source: str, runtime: Runtime, *, captioner: Any, beam_size: int = 3, max_length: int | None = None,
                   batch_size: int = 16, **frame_options: Any) -> VideoReport:
     """Caption every selected frame (or every Nth, --vid-stride) of a video."""
-    from dlcli.tasks.caption import FOR_PHOTOS, MAX_BEAM
+    from dlcli.tasks.caption import FOR_PHOTOS, check_options
 
-    if not 1 <= beam_size <= MAX_BEAM:
-        raise InputError(f"--beam-size must be between 1 and {MAX_BEAM}, got {beam_size}")
-    if max_length is not None and not 1 <= max_length <= 200:
-        raise InputError(f"--max-length must be between 1 and 200 words, got {max_length}")
-    if batch_size < 1:
-        raise InputError(f"--batch-size must be at least 1, got {batch_size}")
+    check_options(beam_size, max_length, batch_size)
     handler = CaptionFrames(captioner, runtime, beam_size=beam_size, max_length=max_length or captioner.max_length,
                             batch_size=batch_size)
     return run_frames(handler, source, runtime, spec=captioner.loaded.spec, sha256=captioner.loaded.sha256,
