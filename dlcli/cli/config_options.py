@@ -161,12 +161,10 @@ class RunOptions:
 
         if self.resume is not None and self.out is not None and Path(self.out) != Path(self.resume):
             raise InputError("--resume DIR continues the run in DIR; leave out --out")
-        if self.resume is not None and self.force:
-            raise InputError("give either --resume DIR (continue) or --force (start over), not both")
-        if self.resume is not None and not any((Path(self.resume) / sub / "checkpoint.pt").is_file()
-                                               for sub in (".", "member-1")):
-            raise InputError(f"--resume {self.resume}: no run to continue there (no checkpoint.pt); give the folder "
-                             "of an earlier run")
+        from dlcli.training.run import check_run_folder
+
+        # Refusing a new run into a used folder is the trainer's (an ensemble looks into member-N).
+        check_run_folder(self.folder, resume=self.resuming, force=self.force, refuse=False, members=True)
 
 
 def run_params(default_out: str) -> list[inspect.Parameter]:

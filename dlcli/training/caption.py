@@ -32,8 +32,8 @@ from dlcli.evaluation.caption import evaluate
 from dlcli.text.vocab import Vocab, tokenize
 from dlcli.training.checkpoint import Interrupted, load_checkpoint, save_checkpoint
 from dlcli.training.distributed import Dist
-from dlcli.training.epochs import replicas_identical
-from dlcli.training.run import RunFolder, holds_run
+from dlcli.training.epochs import settle_replicas
+from dlcli.training.run import RunFolder, check_run_folder
 from dlcli.training.schedules import warmup_cosine
 
 
@@ -127,20 +127,15 @@ def train_caption(cfg: CaptionTrainConfig, runtime: Runtime, *, out: Path, resum
     dist = dist or Dist()
     reporter = reporter or NullReporter()
     out = Path(out).expanduser()
+    check_run_folder(out, resume=resume, force=force)
     if resume:
         ckpt_file = out / "checkpoint.pt"
-        if not ckpt_file.is_file():
-            raise InputError(f"--resume {out}: no run to continue there (no checkpoint.pt); give the folder of an "
-                             "earlier run")
         saved = json.loads(torch.load(ckpt_file, map_location="cpu", weights_only=True)["config"])
         saved.pop("out", None)  # runs from before the shared run folder kept it in the config
         diff = sorted(k for k in saved if k != "epochs" and saved[k] != asdict(cfg).get(k))
         if diff:
             reporter.message(f"resuming with the run's own settings for: {', '.join(diff)}")
         cfg = CaptionTrainConfig(**{**saved, "epochs": cfg.epochs})
-    elif holds_run(out) and not force:
-        raise InputError(f"{out} already holds a run; continue it with --resume {out}, start over with --force, "
-                         "or choose another --out")
     if cfg.batch_size < 2 * dist.world_size:
         raise InputError(f"--batch-size {cfg.batch_size} leaves fewer than 2 images per process "
                          f"({dist.world_size} processes); batch normalisation needs 2")
@@ -268,7 +263,7 @@ def train_caption(cfg: CaptionTrainConfig, runtime: Runtime, *, out: Path, resum
         path = checkpoint(gen if "gen" in locals() else None)
         run.interrupted()
         raise Interrupted(path) from None
-    identical = replicas_identical(model, dist)
+    identical = settle_replicas(model, dist)
     run.finish(epochs=cfg.epochs, world_size=dist.world_size, ranks_identical=identical)
     if not dist.is_main:
         return None

@@ -27,7 +27,7 @@ from dlcli.models.dcgan import D_NORMS
 from dlcli.media import tensors_to_pil
 from dlcli.progress import NullReporter, Reporter
 from dlcli.training.checkpoint import Interrupted, load_checkpoint, save_checkpoint
-from dlcli.training.run import RunFolder, holds_run
+from dlcli.training.run import RunFolder, check_run_folder
 
 if TYPE_CHECKING:  # typing only: the device manager imports torch
     from dlcli.device import Runtime
@@ -318,12 +318,7 @@ def train_dcgan(cfg: DCGANConfig, out_dir: Path, *, runtime: Runtime | None = No
             raise InputError(f"--{key.replace('_', '-')} must be one of {', '.join(allowed)}, "
                              f"got {getattr(cfg, key)!r}")
     out_dir = Path(out_dir).expanduser()
-    if resume and not (out_dir / "checkpoint.pt").is_file():
-        raise InputError(f"--resume {out_dir}: no run to continue there (no checkpoint.pt); give the folder of an "
-                         "earlier run")
-    if not resume and not force and holds_run(out_dir):
-        raise InputError(f"{out_dir} already holds a run; continue it with --resume {out_dir}, start over with "
-                         "--force, or choose another --out")
+    check_run_folder(out_dir, resume=resume, force=force)  # before the data are read
     device = runtime.device if runtime is not None else torch.device("cpu")
     torch.manual_seed(cfg.seed)
     g, d = build_pair(cfg)

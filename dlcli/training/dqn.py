@@ -100,7 +100,7 @@ def train_dqn(cfg: DQNConfig, out_dir: Path, *, runtime: Runtime, reporter: Repo
     from dlcli.evaluation.dqn import evaluate
     from dlcli.training.checkpoint import Interrupted, load_checkpoint, save_checkpoint
     from dlcli.training.replay import ReplayBuffer
-    from dlcli.training.run import RunFolder, holds_run
+    from dlcli.training.run import RunFolder, check_run_folder
     from dlcli.weights.store import save_weights_file, sha256_file
 
     cfg.validate()
@@ -108,12 +108,7 @@ def train_dqn(cfg: DQNConfig, out_dir: Path, *, runtime: Runtime, reporter: Repo
     out_dir = Path(out_dir).expanduser()
     env_id = resolve_game(cfg.env)
     ckpt_path = out_dir / "checkpoint.pt"
-    if resume and not ckpt_path.is_file():
-        raise InputError(f"--resume {out_dir}: no run to continue there (no checkpoint.pt); give the folder of an "
-                         "earlier run")
-    if not resume and not force and holds_run(out_dir):
-        raise InputError(f"{out_dir} already holds a run; continue it with --resume {out_dir}, start over with "
-                         "--force, or choose another --out")
+    check_run_folder(out_dir, resume=resume, force=force)  # before the emulator starts
 
     env = make_env(env_id, training=True, seed=cfg.seed)
     n_actions = int(env.action_space.n)

@@ -20,7 +20,7 @@ from dlcli.errors import DataError, InputError
 from dlcli.progress import Reporter
 from dlcli.training.checkpoint import Interrupted, load_checkpoint, save_checkpoint
 from dlcli.training.distributed import Dist
-from dlcli.training.run import RunFolder
+from dlcli.training.run import RunFolder, check_run_folder
 from dlcli.training.schedules import warmup_cosine
 
 POSITIVE = ("epochs", "batch_size", "steps_per_epoch", "val_size")
@@ -109,9 +109,7 @@ def open_config(cls: type, cfg: Any, out: Path, resume: bool) -> Any:
     counts that must be positive are checked."""
     out = Path(out).expanduser()
     if resume:
-        if not (out / "checkpoint.pt").is_file():
-            raise InputError(f"--resume {out}: no run to continue there (no checkpoint.pt); give the folder of "
-                             "an earlier run")
+        check_run_folder(out, resume=True, force=False)
         saved = json.loads(torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)["config"])
         cfg = config_from_checkpoint(cls, saved, {"epochs": cfg.epochs})
     for name in POSITIVE:
@@ -218,7 +216,7 @@ def run_epochs(
         checkpoint()
         run.interrupted()
         raise Interrupted(run.checkpoint) from None
-    identical = replicas_identical(model, dist)
+    identical = settle_replicas(model, dist)
     run.finish(epochs=cfg.epochs, world_size=dist.world_size, ranks_identical=identical)
     return TrainSummary(run.path, run.best, cfg.epochs, metrics, time.time() - started)
 
@@ -237,9 +235,10 @@ def evaluation_pictures(run: RunFolder, draw: Any) -> None:
         run.note(plots.MISSING)
 
 
-def replicas_identical(model: torch.nn.Module, dist: Dist) -> bool:
-    """Under DDP, give every rank rank 0's buffers, then check that every rank ended with the same
-    weights (a cheap sum of each tensor, compared across ranks); a single process is trivially
+def settle_replicas(model: torch.nn.Module, dist: Dist) -> bool:
+    """The end of a DDP run: every rank takes rank 0's buffers (batch-norm statistics, which DDP
+    leaves as each rank's last batch made them), then the ranks check that they hold the same
+    weights (a cheap sum of each tensor, compared across ranks). A single process is trivially
     identical."""
     if not dist.active:
         return True

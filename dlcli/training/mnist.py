@@ -30,7 +30,7 @@ from dlcli.models.deepconvnet import DeepConvNet
 from dlcli.progress import NullReporter, Reporter
 from dlcli.training.checkpoint import Interrupted, load_checkpoint, save_checkpoint
 from dlcli.training.distributed import Dist
-from dlcli.training.run import RunFolder, holds_run
+from dlcli.training.run import RunFolder, check_run_folder
 from dlcli.training.schedules import lr_factor
 
 if TYPE_CHECKING:  # typing only: the device manager imports torch
@@ -218,6 +218,20 @@ def fit_budget_steps(seconds: float, steps_per_s: float, eval_s: float, steps_pe
     return best
 
 
+def _train_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+                runtime: Runtime, cfg: MnistTrainConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One optimiser step on a batch (the run's and the budget calibration's): (y on the device,
+    logits, loss)."""
+    x, y = runtime.to(x, channels_last=cfg.channels_last), runtime.to(y)
+    with runtime.autocast():
+        logits = net(x)
+    loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return y, logits, loss
+
+
 REFIT_AT = 50  # steps into a budget run when the speed measured in training replaces the calibration's
 
 
@@ -240,13 +254,7 @@ def _fit_budget(cfg: MnistTrainConfig, model: torch.nn.Module, train_x: torch.Te
         x = to_float(train_x[idx[i]])
         if cfg.augment:
             x = augment(x, gen)
-        x, y = runtime.to(x, channels_last=cfg.channels_last), runtime.to(train_y[idx[i]])
-        with runtime.autocast():
-            logits = trial(x)
-        loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        _train_step(trial, opt, x, train_y[idx[i]], runtime, cfg)
         timed = max(0, i - 2)
     runtime.synchronize()
     step_s = (time.perf_counter() - t0) / timed
@@ -407,13 +415,7 @@ def train_member(
                 # Dropout masks come from the global generator: seed it per step so a resumed run
                 # draws the same masks and ranks draw different ones.
                 torch.manual_seed(_mix(member_seed, dist.rank, epoch, step, 2))
-                x, y = runtime.to(x, channels_last=cfg.channels_last), runtime.to(y)
-                with runtime.autocast():
-                    logits = ddp_model(x)
-                loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                y, logits, loss = _train_step(ddp_model, optimizer, x, y, runtime, cfg)
                 scheduler.step()
                 if average is not None:
                     average.update(model, epoch * steps_per_epoch + step)
@@ -527,10 +529,9 @@ def train(
     members = []
     for k in range(cfg.ensemble):
         sub = None if out_dir is None else (out_dir if cfg.ensemble == 1 else out_dir / f"member-{k + 1}")
-        member_resume = resume and sub is not None and holds_run(sub) and (sub / "checkpoint.pt").is_file()
+        member_resume = resume and sub is not None and (sub / "checkpoint.pt").is_file()
         if resume and sub is not None and not member_resume and k == 0:
-            raise InputError(f"--resume {out_dir}: no run to continue there (no checkpoint.pt); give the folder of an "
-                             "earlier run")
+            check_run_folder(out_dir, resume=True, force=False, members=True)  # says there is no run to continue
         label = f"net {k + 1}/{cfg.ensemble}: " if cfg.ensemble > 1 else ""
         try:
             members.append(train_member(cfg, data, runtime, member_seed=cfg.seed + k, out_dir=sub, dist=dist,

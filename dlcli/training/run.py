@@ -58,6 +58,22 @@ def holds_run(folder: Path) -> bool:
     return any((folder / name).exists() for name in (CHECKPOINT, STATE, METRICS))
 
 
+def check_run_folder(path: Path, *, resume: bool, force: bool, refuse: bool = True, members: bool = False) -> None:
+    """What cannot be done in `path`, refused before anything is loaded or written: --resume of
+    a folder without a checkpoint, and (`refuse`) a new run into a folder that holds one unless
+    `force`. `members`: an ensemble keeps its nets' runs in member-N subfolders."""
+    path = Path(path).expanduser()
+    places = [path, path / "member-1"] if members else [path]
+    if resume and force:
+        raise InputError("give either --resume DIR (continue the run) or --force (start over), not both")
+    if resume and not any((p / CHECKPOINT).is_file() for p in places):
+        raise InputError(f"--resume {path}: no run to continue there (no {CHECKPOINT}); give the folder of "
+                         "an earlier run")
+    if not resume and refuse and not force and any(holds_run(p) for p in places):
+        raise InputError(f"{path} already holds a run; continue it with --resume {path}, start over with "
+                         "--force, or choose another --out")
+
+
 @dataclass
 class RunFolder:
     """A training run's folder. Only the main process (rank 0 under DDP) writes: `writer=False`
@@ -85,16 +101,8 @@ class RunFolder:
         path = Path(path).expanduser()
         if path.exists() and not path.is_dir():
             raise InputError(f"--out {path} is a file, not a folder; choose a folder for the run")
-        if resume and force:
-            raise InputError("give either --resume (continue the run) or --force (start over), not both")
-        if resume:
-            if not (path / CHECKPOINT).is_file():
-                raise InputError(f"--resume {path}: no run to continue there (no {CHECKPOINT}); give the folder of "
-                                 "an earlier run")
-        elif writer and holds_run(path):  # other DDP ranks see rank 0's fresh files; rank 0 checks
-            if not force:
-                raise InputError(f"{path} already holds a run; continue it with --resume {path}, start over with "
-                                 "--force, or choose another --out")
+        # Other DDP ranks see rank 0's fresh files: only the writing rank refuses a folder.
+        check_run_folder(path, resume=resume, force=force, refuse=writer)
         run = cls(path, task, writer, owned_extra=owned_extra, reporter=reporter)
         if not writer:
             return run

@@ -144,7 +144,7 @@ def train(args: TransferArgs, make_runtime: Callable[[str | None], Any], *, out:
     from dlcli.results import Provenance, TransferReport
     from dlcli.training import distributed
     from dlcli.training.checkpoint import Interrupted, load_checkpoint, save_checkpoint
-    from dlcli.training.run import RunFolder, holds_run
+    from dlcli.training.run import RunFolder, check_run_folder
     from dlcli.training.schedules import lr_factor
     from dlcli.weights import loader, store
 
@@ -161,12 +161,7 @@ def train(args: TransferArgs, make_runtime: Callable[[str | None], Any], *, out:
             reporter = NullReporter()
         out = Path(out).expanduser()
         ckpt_path = out / "checkpoint.pt"
-        if resume and not ckpt_path.is_file():
-            raise InputError(f"--resume {out}: no run to continue there (no checkpoint.pt); give the folder of an "
-                             "earlier run")
-        if not resume and not force and holds_run(out):  # refuse before loading anything
-            raise InputError(f"{out} already holds a run; continue it with --resume {out}, start over with --force, "
-                             "or choose another --out")
+        check_run_folder(out, resume=resume, force=force)  # before loading anything
         if runtime.seed is None:
             seed_everything(args.seed + ctx.rank)
 

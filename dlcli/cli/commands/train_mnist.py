@@ -88,7 +88,7 @@ def register(app: typer.Typer) -> None:
 
             from dlcli.training import mnist as trainer
 
-            from dlcli.training.run import holds_run
+            from dlcli.training.run import check_run_folder
 
             run.check()
             run_dir = run.folder
@@ -97,9 +97,7 @@ def register(app: typer.Typer) -> None:
             cfg = (train.resumed(MnistTrainConfig, run_dir, **seed) if run.resuming
                    else train.build(MnistTrainConfig, **seed).with_recipe(train.given))
             cfg.check()
-            if not run.resuming and not run.force and (holds_run(run_dir) or holds_run(run_dir / "member-1")):
-                raise InputError(f"{run_dir} already holds a run; continue it with --resume {run_dir}, start over with "
-                                 "--force, or choose another --out")
+            check_run_folder(run_dir, resume=run.resuming, force=run.force, members=True)
             if cfg.batch_size < dist.world_size:
                 raise InputError(f"--batch-size {cfg.batch_size} is smaller than the {dist.world_size} processes")
             reporter.message(f"training DeepConvNet on {rt.device} ({rt.dtype_name}"
