@@ -153,12 +153,28 @@ def render_doctor(report: results.DoctorReport) -> None:
         out.print(table("Problems", ["refused as corrupt or unreadable"], [(p,) for p in report.problems]))
 
 
-def render_weights_list(specs: Any, states: dict[str, str], defaults: set[str]) -> None:
+def render_weights_list(found: results.WeightsList) -> None:
     rows = []
-    for s in specs:
-        metric = ", ".join(f"{k} {fmt(v)}" for k, v in list(s.metrics.items())[:2])
-        rows.append((s.name + (" *" if s.name in defaults else ""), s.task, s.source.kind, states.get(s.name, ""), metric))
+    for e in found.record:
+        metric = ", ".join(f"{k} {fmt(v)}" for k, v in list((e.get("metrics") or {}).items())[:2])
+        rows.append((e["name"] + (" *" if e["default"] else ""), e["task"], e["source"]["kind"], e["state"], metric))
     print_table("Weights (* = default for its task)", ["name", "task", "source", "state", "metrics"], rows)
+
+
+def render_verify(report: results.VerifyReport) -> None:
+    print_table("Verify", ["name", "ok", "sha256 / problem"],
+                [(r["name"], "ok" if r["ok"] else "FAILED", r["detail"]) for r in report.record])
+
+
+def render_record(record: results.Record) -> None:
+    key_values(record.title, {k: v for k, v in record.record.items() if k != "name"})
+
+
+def render_line(line: results.Line, quiet: bool = False) -> None:
+    if line.remark:
+        notice(line.text, quiet)
+    else:  # the answer itself (a path for a script): --quiet keeps it
+        stdout().print(line.text, highlight=False, markup=False, soft_wrap=True)
 
 
 # --- classify, summary, profile (issue 4) ------------------------------------------------------
@@ -501,8 +517,9 @@ def _duration(seconds: Any) -> str:
     return f"{h}h {m:02d}m" if h else f"{m}m {sec:02d}s" if m else f"{sec}s"
 
 
-def render_runs_list(runs: list[dict[str, Any]], folder: Any) -> None:
+def render_runs_list(found: results.RunsList) -> None:
     """`dl runs list`: one row per run; a broken run's reason on its own line below the table."""
+    runs, folder = found.record, found.folder
     if not runs:
         stderr().print(f"no runs in {folder}")
         return
@@ -529,8 +546,9 @@ def render_runs_list(runs: list[dict[str, Any]], folder: Any) -> None:
             stdout().print(f"[bold]{name(str(r['path']))}[/]: {r['state']}: {r['reason']}", highlight=False)
 
 
-def render_run_show(data: dict[str, Any]) -> None:
+def render_run_show(shown: results.RunShow) -> None:
     """`dl runs show`: state, config, per-epoch table, files."""
+    data = shown.record
     run = data["run"]
     best = run.get("best") or {}
     key_values(f"run {run['path']}", {
@@ -592,6 +610,12 @@ _TABLES: dict[type, Any] = {
     results.MnistEvalReport: render_mnist_eval,
     results.ExportReport: render_export,
     results.BenchReport: render_bench,
+    results.WeightsList: render_weights_list,
+    results.VerifyReport: render_verify,
+    results.Record: render_record,
+    results.Line: render_line,
+    results.RunsList: render_runs_list,
+    results.RunShow: render_run_show,
 }
 
 
@@ -599,7 +623,7 @@ def show(result: Any, as_json: bool, **options: Any) -> None:
     """Print `result` as JSON on stdout (`--json`) or as its table(s) on stderr/stdout; `options`
     go to the table renderer (e.g. all_candidates for captions, usage for a trained model)."""
     if as_json:
-        emit_json(result.to_dict())
+        emit_json(result.json_value() if hasattr(result, "json_value") else result.to_dict())
         return
     if isinstance(result, results.CaptionReport):
         render_caption_report(result, **options)

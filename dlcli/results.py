@@ -667,3 +667,64 @@ class VideoReport(ResultMixin):
     frames_per_second: float  # processing speed: decode + model + drawing + encode
     warning: str | None  # a truncated source; the weights' domain notice
     provenance: Provenance
+
+
+# --- the tools' results (`dl weights`, `dl runs`): records whose JSON is the record itself -------------
+
+
+class _RecordResult(ResultMixin):
+    """A tool's answer whose --json is one record or a list (`json_value`), not the dataclass's fields."""
+
+    def json_value(self) -> Any:
+        return _plain(self.record)  # type: ignore[attr-defined]
+
+
+@dataclasses.dataclass(frozen=True)
+class Line(_RecordResult):
+    """An answer that is one line for people and a record for --json: a path to use in a script
+    (stdout), or a remark that --quiet hides (`remark`, stderr)."""
+
+    text: str
+    record: dict[str, Any]
+    remark: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Record(_RecordResult):
+    """A titled record shown as a two-column table (`dl weights info`, `dl weights import`)."""
+
+    title: str
+    record: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightsList(_RecordResult):
+    """`dl weights list`: each entry's summary with where it is (`state`) and whether it is its task's default."""
+
+    record: list[dict[str, Any]]
+
+
+@dataclasses.dataclass(frozen=True)
+class VerifyReport(_RecordResult):
+    """`dl weights verify`: per file, whether its SHA-256 matched (`detail`: the digest or the problem)."""
+
+    record: list[dict[str, Any]]
+
+    @property
+    def failed(self) -> int:
+        return sum(not r["ok"] for r in self.record)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunsList(_RecordResult):
+    """`dl runs list`: one record per run folder found below `folder`."""
+
+    folder: str
+    record: list[dict[str, Any]]
+
+
+@dataclasses.dataclass(frozen=True)
+class RunShow(_RecordResult):
+    """`dl runs show`: a run's state, config, per-epoch rows and files."""
+
+    record: dict[str, Any]

@@ -239,24 +239,29 @@ def command(group: typer.Typer, name: Optional[str] = None, *, config: Optional[
     `config` (a trainer's config dataclass), every field not in `config_exclude` becomes an option
     too (dlcli/cli/config_options.py) and `fn` receives them as `train: TrainOptions`. With
     `run_folder` (the default folder), the run options --out/--resume/--force are added and `fn`
-    receives them as `run: RunOptions`. `renamed` maps old option spellings to their new names
+    receives them as `run: RunOptions`. A `video: VideoArgs` parameter gets the shared video options
+    (--frames, --vid-stride, --max-frames, --start: dlcli/cli/commands/_video.py). `renamed` maps old option spellings to their new names
     (see RenamingCommand); a config field can also declare its old flags (`cli(renamed=...)`)."""
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         from dlcli.cli import config_options
+        from dlcli.cli.commands import _video
 
         hints = typing.get_type_hints(fn, include_extras=True)
         own = [
             p.replace(annotation=hints.get(p.name, p.annotation))
             for p in inspect.signature(fn).parameters.values()
-            if p.name not in ("opts", "train", "run")
+            if p.name not in ("opts", "train", "run", "video")
         ]
+        wants_video = "video" in inspect.signature(fn).parameters
         if run_folder is not None:
             own += config_options.run_params(run_folder)
         if config is not None:
             generated = config_options.config_params(config, config_exclude)
             taken = {p.name for p in own}
             own += [p for p in generated if p.name[len(config_options.PREFIX):] not in taken]
+        if wants_video:
+            own += _video.params()
         clash = _COMMON_NAMES & {p.name for p in own}
         if clash:
             raise ValueError(f"{fn.__name__} redefines shared options {clash}")
@@ -274,6 +279,8 @@ def command(group: typer.Typer, name: Optional[str] = None, *, config: Optional[
                 values["train"] = config_options.collect(ctx, values)
             if run_folder is not None:
                 values["run"] = config_options.collect_run(values, run_folder)
+            if wants_video:
+                values["video"] = _video.collect(values)
             return run_guarded(opts.debug, lambda: fn(opts=_checked(opts), **values))
 
         del wrapper.__wrapped__  # typer must read the new signature, not fn's

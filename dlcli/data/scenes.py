@@ -127,6 +127,11 @@ def _background(rng: np.random.Generator, size: int, xs: np.ndarray, ys: np.ndar
     return img.astype(np.float32)
 
 
+def image_tensor(image: np.ndarray) -> torch.Tensor:
+    """An HxWx3 uint8 scene image as the 3xHxW float tensor in [0, 1] the scene models take."""
+    return torch.from_numpy(image).permute(2, 0, 1).float().div_(255.0)
+
+
 def make_scene(
     seed: int,
     index: int,
@@ -261,7 +266,7 @@ class SceneDataset(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, Any]]:
         s = self.scene(i)
-        image = torch.from_numpy(s.image).permute(2, 0, 1).float().div_(255.0)
+        image = image_tensor(s.image)
         target = {
             "boxes": torch.from_numpy(s.boxes),
             "labels": torch.from_numpy(s.labels),

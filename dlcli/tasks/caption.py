@@ -195,12 +195,12 @@ def _source_of(error: InputError) -> str:
 
 
 def evaluate_weights(runtime: Runtime, *, model: str | None = None, weights_file: str | Path | None = None,
-                     data: str = "scenes", size: int = 500, data_seed: int = 2, captions_file: str | None = None,
+                     data: str = "scenes", count: int = 500, seed: int | None = None, captions_file: str | None = None,
                      images_dir: str | None = None, beam_size: int = 3, max_length: int | None = None,
                      batch_size: int = 32, examples: int = 5, offline: bool = False,
                      reporter: Reporter | None = None, pictures_dir: Path | None = None) -> CaptionEvalReport:
-    """Corpus BLEU-1..4 of a captioner on a held-out set: `size` scenes of the world `data_seed`
-    (the training run used seeds 0 and 1) or every image of a COCO captions file."""
+    """Corpus BLEU-1..4 of a captioner on a held-out set: `count` scenes of the world `seed`
+    (default the test seed; the training run used seeds 0 and 1) or every image of a COCO captions file."""
     from dlcli.results import CaptionEvalReport, Provenance
     from dlcli.data.captions import CaptionSet, CocoCaptions, SceneCaptions
     from dlcli.evaluation.caption import evaluate
@@ -219,10 +219,13 @@ def evaluate_weights(runtime: Runtime, *, model: str | None = None, weights_file
         dataset: CaptionSet = CocoCaptions(Path(captions_file), Path(images_dir), image_size)
         what = f"{Path(captions_file).name} ({len(dataset)} images)"
     elif data == "scenes":
-        if size < 1:
-            raise InputError(f"--size must be at least 1, got {size}")
-        dataset = SceneCaptions(size, data_seed, image_size, reporter, "test scenes")
-        what = f"scenes seed {data_seed} ({size} images)"
+        from dlcli.data.scenes import TEST_SEED
+
+        if count < 1:
+            raise InputError(f"--count must be at least 1, got {count}")
+        seed = TEST_SEED if seed is None else seed
+        dataset = SceneCaptions(count, seed, image_size, reporter, "test scenes")
+        what = f"scenes seed {seed} ({count} images)"
     else:
         raise InputError(f"unknown data {data!r}: use --data scenes, or --captions FILE --images DIR")
     net = runtime.place(cap.model)

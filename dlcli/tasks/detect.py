@@ -23,6 +23,7 @@ from dlcli.weights import registry
 from dlcli.weights.spec import Arch, WeightsSpec
 
 if TYPE_CHECKING:  # typing only: the device manager imports torch
+    from dlcli.results import DetectEvalReport, DetectReport
     from dlcli.device import Runtime
 
 TASK = "detect"
@@ -245,7 +246,7 @@ def detect(
     offline: bool = False,
     reporter: Reporter | None = None,
     on_failure: Callable[[Any], None] | None = None,
-) -> Any:
+) -> DetectReport:
     """Detect objects in images (files, folders, globs, URLs, `-`), in input order.
 
     With `out_dir`, writes `<stem>_det.png` (boxes, labels, scores); with `crops_dir`, one PNG per
@@ -396,7 +397,7 @@ def evaluate(
     offline: bool = False,
     reporter: Reporter | None = None,
     pictures_dir: Path | None = None,
-) -> Any:
+) -> DetectEvalReport:
     """COCO's box AP/AR (mAP@0.5, mAP@0.5:0.95, by object size, AR at 1/10/100 detections) of a detector
     on held-out scenes (test seed) or a COCO-format set (crowd regions ignored, as COCOeval does)."""
     from dlcli.results import DetectEvalReport, Provenance

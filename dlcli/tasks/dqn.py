@@ -19,6 +19,7 @@ from dlcli.weights.registry import register_arch
 from dlcli.weights.spec import Arch
 
 if TYPE_CHECKING:  # typing only: the device manager imports torch
+    from dlcli.results import DQNScores
     from dlcli.results import DQNPlayResult
     from dlcli.device import Runtime
 
@@ -74,7 +75,7 @@ def weights_game(spec: Any) -> str | None:
     return spec.extra.get("env") or spec.preprocess_args.get("env")
 
 
-def _summary(policy: str, outcomes: list[EpisodeOutcome]) -> Any:
+def _summary(policy: str, outcomes: list[EpisodeOutcome]) -> DQNScores:
     import numpy as np
 
     from dlcli.results import DQNEpisode, DQNScores

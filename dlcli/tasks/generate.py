@@ -21,6 +21,7 @@ from dlcli.weights import registry
 from dlcli.weights.spec import Arch
 
 if TYPE_CHECKING:  # typing only: the device manager imports torch
+    from dlcli.results import GenerateResult
     from dlcli.device import Runtime
 
 TASK = "generate"
@@ -127,7 +128,7 @@ def _grid_scale(size: int) -> int:
 def generate(*, runtime: Runtime, model: str | None = None, weights_file: str | Path | None = None, n: int = 64,
              seed: int = 0, out: str | Path = "grid.png", interpolate: int | None = None, frames: int = 8,
              ncols: int | None = None, duration_ms: int = 80, force: bool = False, offline: bool = False,
-             reporter: Reporter | None = None, model_file: str | Path | None = None, engine: str | None = None) -> Any:
+             reporter: Reporter | None = None, model_file: str | Path | None = None, engine: str | None = None) -> GenerateResult:
     """Sample a grid (n images) or, with `interpolate=K`, a latent walk through K points: writes
     OUT's stem as .gif (animation) and .png (a strip of the frames). `model_file` (an exported ONNX
     generator) or engine="onnx" run the generator in onnxruntime. Returns a GenerateResult."""

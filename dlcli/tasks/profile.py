@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from dlcli.errors import InputError
 
 if TYPE_CHECKING:  # typing only: the device manager imports torch
+    from dlcli.results import ProfileReport
     from dlcli.device import Runtime
 
 CATEGORIES = ("conv", "pool", "fc", "norm", "activation", "other")
@@ -47,7 +48,7 @@ def category_of(module: Any) -> str:
 
 
 def profile_module(model: Any, runtime: Runtime, input_shape: tuple[int, ...], *, batch_size: int = 1,
-                   warmup: int = 3, repeats: int = 10, name: str = "model", weights: str | None = None) -> Any:
+                   warmup: int = 3, repeats: int = 10, name: str = "model", weights: str | None = None) -> ProfileReport:
     """Time `model` (already on the runtime's device, in eval mode) on random input."""
     import torch
 

@@ -19,6 +19,7 @@ from dlcli.weights import registry
 from dlcli.weights.spec import Arch
 
 if TYPE_CHECKING:  # typing only: the device manager imports torch
+    from dlcli.results import SegmentEvalReport, SegmentReport
     from dlcli.device import Runtime
 
 TASK = "segment"
@@ -212,7 +213,7 @@ def segment(
     offline: bool = False,
     reporter: Reporter | None = None,
     on_failure: Callable[[Any], None] | None = None,
-) -> Any:
+) -> SegmentReport:
     """Segment images in input order. With `out_dir`: `<stem>_mask.png` (class indices, mode L, the
     input's size), `<stem>_color.png` and `<stem>_overlay.png`."""
     import numpy as np
@@ -297,7 +298,7 @@ def evaluate(
     offline: bool = False,
     reporter: Reporter | None = None,
     pictures_dir: Path | None = None,
-) -> Any:
+) -> SegmentEvalReport:
     """mIoU and pixel accuracy on held-out scenes (test seed) or an images/ + masks/ folder."""
     import numpy as np
 

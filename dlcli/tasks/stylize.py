@@ -31,6 +31,7 @@ from dlcli.weights import registry
 from dlcli.weights.spec import Arch, PackageSource, WeightsSpec
 
 if TYPE_CHECKING:  # typing only: the device manager imports torch
+    from dlcli.results import StylizeResult
     from dlcli.device import Runtime
 
 TASK = "stylize"
@@ -568,7 +569,7 @@ def snapshot_path(out: Path, step: int) -> Path:
 
 def stylize(content: str, styles: Sequence[str], *, out: str | Path, options: StylizeOptions, runtime: Runtime,
             model: str | None = None, weights_file: str | Path | None = None, offline: bool = False,
-            force: bool = False, reporter: Reporter | None = None) -> Any:
+            force: bool = False, reporter: Reporter | None = None) -> StylizeResult:
     """Load the images and the feature net, run Gatys' optimisation, write the result (and
     snapshots) atomically; returns a StylizeResult."""
     from dlcli.atomic import check_writable

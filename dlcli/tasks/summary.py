@@ -14,11 +14,14 @@ far among tensors of its spatial size, which is exact for branches that merge at
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dlcli.errors import InputError, WeightsError
 from dlcli.weights import registry
 from dlcli.weights.presets import input_shape_for
+
+if TYPE_CHECKING:
+    from dlcli.results import ModelSummary
 
 
 def _pair(v: Any) -> tuple[int, int]:
@@ -175,7 +178,7 @@ def layer_table(model: Any, input_shape: tuple[int, ...], name: str = "model") -
     )
 
 
-def summarize_module(model: Any, input_shape: tuple[int, ...], name: str = "model") -> Any:
+def summarize_module(model: Any, input_shape: tuple[int, ...], name: str = "model") -> ModelSummary:
     """The whole summary of a module: its layer table, totals and the 3x3-stack comparison."""
     from dlcli.results import ModelSummary
 

@@ -20,6 +20,7 @@ import torch
 
 from dlcli.training.configs import DetectTrainConfig
 from dlcli.data.coco import CocoDetection, Sample, trainable
+from dlcli.data.scenes import image_tensor
 from dlcli.errors import InputError
 from dlcli.evaluation import pictures
 from dlcli.evaluation.detection import evaluate_detector
@@ -33,7 +34,6 @@ if TYPE_CHECKING:  # typing only: the device manager imports torch
     from dlcli.device import Runtime
 
 ARCH = "fasterrcnn_small"
-LICENSE = "MIT (trained by the dlcli authors on generated scenes)"
 
 
 # --- data ---------------------------------------------------------------------------------------
@@ -53,7 +53,7 @@ class TrainData(SplitData):
 
     def scene_sample(self, seed: int, index: int) -> Sample:
         s = self.scenes.make_scene(seed, index, size=self.cfg.image_size)
-        x = torch.from_numpy(s.image).permute(2, 0, 1).float().div_(255.0)
+        x = image_tensor(s.image)
         return x, {"boxes": torch.from_numpy(s.boxes), "labels": torch.from_numpy(s.labels)}
 
 
@@ -66,7 +66,7 @@ def weights_meta(cfg: DetectTrainConfig, metrics: dict[str, Any], steps: int) ->
     start += "encoder frozen, " if cfg.freeze_backbone else ""
     recipe = (f"dl detect train on {data}: {start}{steps} steps x batch {cfg.batch_size}, AdamW lr {cfg.lr} "
               f"(warm-up {cfg.warmup_steps}, cosine), weight decay {cfg.weight_decay}, seed {cfg.seed}")
-    return scene_weights_meta(cfg, arch=ARCH, task="detect", metrics=metrics, recipe=recipe, license=LICENSE)
+    return scene_weights_meta(cfg, arch=ARCH, task="detect", metrics=metrics, recipe=recipe)
 
 
 def init_backbone(model: torch.nn.Module, name: str) -> int:

@@ -85,10 +85,12 @@ class SplitData:
             yield self.scene_sample(self.scenes.VAL_SEED, i) if self.scenes is not None else self.dataset[i]
 
 
-def scene_weights_meta(cfg: Any, *, arch: str, task: str, metrics: dict[str, Any], recipe: str,
-                       license: str) -> dict[str, Any]:
+def scene_weights_meta(cfg: Any, *, arch: str, task: str, metrics: dict[str, Any], recipe: str) -> dict[str, Any]:
     """What `store.save_weights_file` records for a scene trainer's output, so that --weights-file
     rebuilds the model (its config and labels) and feeds it [0, 1] tensors."""
+    # Weights trained on a user's data set inherit that data's terms, which only its owner knows.
+    license = ("MIT (trained by the dlcli authors on generated scenes)" if cfg.data == "scenes" else
+               f"trained with dlcli on {cfg.data}: the licence of that data applies")
     return {
         "arch": arch,
         "task": task,

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from dlcli.training.configs import SegmentTrainConfig
 from dlcli.data.masks import IGNORE_INDEX, MaskFolder, Sample
+from dlcli.data.scenes import image_tensor
 from dlcli.evaluation import pictures
 from dlcli.evaluation.segmentation import evaluate_segmenter
 from dlcli.progress import NullReporter, Reporter
@@ -33,7 +34,6 @@ if TYPE_CHECKING:  # typing only: the device manager imports torch
     from dlcli.device import Runtime
 
 ARCH = "fcn_small"
-LICENSE = "MIT (trained by the dlcli authors on generated scenes)"
 
 
 class SegData(SplitData):
@@ -44,7 +44,7 @@ class SegData(SplitData):
 
     def scene_sample(self, seed: int, index: int) -> Sample:
         s = self.scenes.make_scene(seed, index, size=self.cfg.image_size)
-        return (torch.from_numpy(s.image).permute(2, 0, 1).float().div_(255.0),
+        return (image_tensor(s.image),
                 torch.from_numpy(s.semantic.astype(np.int64)))
 
     def batch(self, epoch: int, step_in_epoch: int, dist: Dist | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -56,7 +56,7 @@ def weights_meta(cfg: SegmentTrainConfig, metrics: dict[str, Any], steps: int) -
     data = "synthetic scenes (dlcli.data.scenes, train seed 0)" if cfg.data == "scenes" else f"mask folder {cfg.data}"
     recipe = (f"dl segment train on {data}: {steps} steps x batch {cfg.batch_size}, AdamW lr {cfg.lr} "
               f"(warm-up {cfg.warmup_steps}, cosine), weight decay {cfg.weight_decay}, cross-entropy, seed {cfg.seed}")
-    return scene_weights_meta(cfg, arch=ARCH, task="segment", metrics=metrics, recipe=recipe, license=LICENSE)
+    return scene_weights_meta(cfg, arch=ARCH, task="segment", metrics=metrics, recipe=recipe)
 
 
 def train_segmenter(cfg: SegmentTrainConfig, out: Path, runtime: Runtime, *, resume: bool = False, force: bool = False,

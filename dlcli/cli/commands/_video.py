@@ -6,6 +6,7 @@ load the model with the command's own loader, run the frame loop (dlcli/tasks/vi
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
@@ -16,21 +17,28 @@ FRAMES_HELP = ("first | all. Video files (.mp4 .mov .avi .mkv .webm) always give
                "every frame of an animated GIF, and a folder as the frames of one video (name order, 25 fps).")
 
 
-def frames_option() -> Any:
-    return typer.Option("first", "--frames", help=FRAMES_HELP)
+# The options every video-reading command has, added by `command(...)` to a function that declares
+# `video: VideoArgs` (python name, type, typer option), so that they are declared once.
+_OPTIONS: tuple[tuple[str, Any, Any], ...] = (
+    ("frames", str, typer.Option("first", "--frames", help=FRAMES_HELP)),
+    ("vid_stride", int, typer.Option(1, "--vid-stride", min=1, max=10_000, help="Video: process every Nth frame "
+                                     "(the output video keeps the source's duration: fps / N).")),
+    ("max_frames", Optional[int], typer.Option(None, "--max-frames", min=1, help="Video: stop after this many "
+                                               "processed frames.")),
+    ("start", float, typer.Option(0.0, "--start", min=0.0, help="Video: start at this time, in seconds.")),
+)
+_PREFIX = "video__"
 
 
-def vid_stride_option() -> Any:
-    return typer.Option(1, "--vid-stride", min=1, help="Video: process every Nth frame (the output video keeps the "
-                                                       "source's duration: fps / N).")
+def params() -> list[inspect.Parameter]:
+    """The shared video options as parameters of a command's generated signature."""
+    return [inspect.Parameter(_PREFIX + name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind)
+            for name, kind, option in _OPTIONS]
 
 
-def max_frames_option() -> Any:
-    return typer.Option(None, "--max-frames", min=1, help="Video: stop after this many processed frames.")
-
-
-def start_option() -> Any:
-    return typer.Option(0.0, "--start", min=0.0, help="Video: start at this time, in seconds.")
+def collect(values: dict[str, Any]) -> "VideoArgs":
+    """Take the shared video options out of a command's parsed values."""
+    return VideoArgs(**{name: values.pop(_PREFIX + name) for name, _, _ in _OPTIONS})
 
 
 def jsonl_file_option() -> Any:
@@ -52,6 +60,10 @@ class VideoArgs:
     max_frames: Optional[int] = None
     start: float = 0.0
     jsonl: Optional[str] = None
+
+    def writing(self, jsonl: Optional[str]) -> "VideoArgs":
+        """These options with the per-frame records written to `jsonl` (a file, - for stdout)."""
+        return dataclasses.replace(self, jsonl=jsonl)
 
     def streaming(self, jsonl: bool) -> "VideoArgs":
         """These options with the per-frame records on stdout (classify's --jsonl flag) or nowhere."""
@@ -102,9 +114,7 @@ def run(opts: Any, inputs: Sequence[str], args: VideoArgs, *, load: Callable[[An
                       jsonl=None if to_stdout or args.jsonl is None else Path(args.jsonl),
                       on_record=render.emit_jsonl if to_stdout else None, vid_stride=args.vid_stride,
                       max_frames=args.max_frames, start=args.start, reporter=reporter)
-    if opts.json:
-        render.emit_json(report.to_dict())
-    elif to_stdout:
+    if to_stdout and not opts.json:
         render.emit_jsonl({"video": report.to_dict()})  # the last line: totals and provenance
     else:
-        render.render_video(report)
+        render.show(report, opts.json)

@@ -10,6 +10,9 @@ import typer
 from dlcli.cli.config_options import RunOptions, TrainOptions
 from dlcli.cli.app import Options, command, group
 from dlcli.cli.commands import _video
+from dlcli.cli.commands._options import (batch_size_option, count_option, data_seed_option, inputs_argument,
+                                         model_option, pictures_option, run_eval, strict_option,
+                                         weights_file_option)
 
 
 def register(app: typer.Typer) -> None:
@@ -18,22 +21,19 @@ def register(app: typer.Typer) -> None:
 
     @command(grp, "run")
     def run(
-        images: list[str] = typer.Argument(..., help="Image files, folders, globs, http(s) URLs, or - for stdin."),
-        model: Optional[str] = typer.Option(None, "--model", "-m", help="Weights name ARCH.TAG (default nic.scenes; see `dl weights list --task caption`)."),
-        weights_file: Optional[Path] = typer.Option(None, "--weights-file", help="A .safetensors file written by `dl caption train`."),
+        images: list[str] = inputs_argument(),
+        model: Optional[str] = model_option("Weights name ARCH.TAG (default nic.scenes; see `dl weights list --task caption`)."),
+        weights_file: Optional[Path] = weights_file_option("dl caption train"),
         beam_size: int = typer.Option(3, "--beam-size", "-k", help="Beam width (1 = greedy)."),
         max_length: Optional[int] = typer.Option(None, "--max-length", help="Most words per caption (default: the weights' own, 24 for nic.scenes)."),
         all_candidates: bool = typer.Option(False, "--all", help="Show every beam candidate in the table (JSON always has them)."),
-        batch_size: int = typer.Option(16, "--batch-size", "-b", help="Images per encoder pass."),
-        strict: bool = typer.Option(False, "--strict", help="Stop at the first unreadable input instead of skipping it."),
-        frames: str = _video.frames_option(),
-        vid_stride: int = _video.vid_stride_option(),
-        max_frames: Optional[int] = _video.max_frames_option(),
-        start: float = _video.start_option(),
+        batch_size: int = batch_size_option(16, "Images per encoder pass."),
+        strict: bool = strict_option(),
         jsonl: Optional[str] = _video.jsonl_file_option(),
         out: Optional[Path] = _video.out_video_option(),
         force: bool = typer.Option(False, "--force", help="Video: overwrite the --out and --jsonl files."),
         *,
+        video: _video.VideoArgs,
         opts: Options,
     ) -> None:
         """Caption images: a table of the best caption per image, or JSON with every beam candidate
@@ -44,7 +44,7 @@ def register(app: typer.Typer) -> None:
         from dlcli.cli.app import raise_for_failures, report_error
         from dlcli.tasks import caption as task
 
-        video = _video.VideoArgs(frames, vid_stride, max_frames, start, jsonl)
+        video = video.writing(jsonl)
         if video.wanted(images, image_only={"--all": all_candidates, "--strict": strict},
                         video_only={"--out": out, "--force": force}):
             from dlcli.tasks.video import caption_video
@@ -112,34 +112,27 @@ def register(app: typer.Typer) -> None:
 
     @command(grp, "eval", renamed={"--size": "--count"})
     def evaluate(
-        model: Optional[str] = typer.Option(None, "--model", "-m", help="Weights name (default nic.scenes)."),
-        weights_file: Optional[Path] = typer.Option(None, "--weights-file", help="A .safetensors file written by `dl caption train`."),
+        model: Optional[str] = model_option("Weights name ARCH.TAG (default nic.scenes)."),
+        weights_file: Optional[Path] = weights_file_option("dl caption train"),
         data: str = typer.Option("scenes", "--data", help="`scenes` (held-out seeded scenes) unless --captions is given."),
-        count: int = typer.Option(500, "--count", "-n", min=1, max=100_000, help="Scenes to caption (scenes data)."),
-        data_seed: int = typer.Option(2, "--data-seed", min=0, help="Scene world to test on (training used 0, validation 1)."),
+        count: int = count_option("Scenes to caption (scenes data)."),
+        data_seed: Optional[int] = data_seed_option(),
         captions: Optional[Path] = typer.Option(None, "--captions", help="COCO-format caption annotations to test on."),
         images: Optional[Path] = typer.Option(None, "--images", help="Folder holding the images the --captions file names."),
         beam_size: int = typer.Option(3, "--beam-size", "-k", help="Beam width (1 = greedy)."),
         max_length: Optional[int] = typer.Option(None, "--max-length", help="Most words per caption."),
         examples: int = typer.Option(5, "--examples", min=0, help="Captions to show beside their references."),
-        out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for captions.png: the --examples images with their generated and reference captions."),
+        out: Optional[Path] = pictures_option("captions.png (the --examples images with their generated and reference captions)"),
         *,
         opts: Options,
     ) -> None:
         """Corpus BLEU-1..4 on a held-out set."""
-        from dlcli import render
-        from dlcli.cli.commands._pictures import check_pictures_dir, say_pictures
         from dlcli.tasks import caption as task
 
-        check_pictures_dir(out)
-        rt = opts.runtime()
-        reporter = opts.reporter()
-        report = task.evaluate_weights(rt, model=model, weights_file=weights_file, data=data, size=count,
-                                       data_seed=data_seed, captions_file=str(captions) if captions else None,
-                                       images_dir=str(images) if images else None, beam_size=beam_size,
-                                       max_length=max_length, examples=examples, offline=opts.offline,
-                                       reporter=reporter, pictures_dir=out)
-        say_pictures(out, report.pictures, reporter)
-        render.show(report, opts.json)
+        run_eval(opts, out, lambda rt, reporter: task.evaluate_weights(
+            rt, model=model, weights_file=weights_file, data=data, count=count, seed=data_seed,
+            captions_file=str(captions) if captions else None, images_dir=str(images) if images else None,
+            beam_size=beam_size, max_length=max_length, examples=examples, offline=opts.offline,
+            reporter=reporter, pictures_dir=out))
 
     app.add_typer(grp)

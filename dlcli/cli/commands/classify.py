@@ -11,6 +11,7 @@ from dlcli.cli.config_options import RunOptions, TrainOptions
 from dlcli.cli.app import Options, command, group
 from dlcli.cli.commands import _video
 from dlcli.cli.commands._engine import engine_label, engine_options, engine_start, model_file_option, runtime_option
+from dlcli.cli.commands._options import batch_size_option, inputs_argument, model_option, strict_option
 
 
 def register(app: typer.Typer) -> None:
@@ -19,23 +20,20 @@ def register(app: typer.Typer) -> None:
 
     @command(grp, "run")
     def run(
-        images: list[str] = typer.Argument(..., help="Image files, folders, globs, http(s) URLs, or - for stdin."),
-        model: Optional[str] = typer.Option(None, "--model", "-m", help="Weights name ARCH.TAG (default resnet50.imagenet, falling back to the offline efficientnet_lite0.imagenet when it cannot be downloaded; see `dl weights list --task classify`)."),
+        images: list[str] = inputs_argument(),
+        model: Optional[str] = model_option("Weights name ARCH.TAG (default resnet50.imagenet, falling back to the offline efficientnet_lite0.imagenet when it cannot be downloaded; see `dl weights list --task classify`)."),
         weights_file: Optional[Path] = typer.Option(None, "--weights-file", help="A .safetensors file written by dlcli training (carries its architecture, labels and preprocessing)."),
         top_k: int = typer.Option(5, "--top-k", "-k", min=1, help="How many classes to show per image."),
-        batch_size: int = typer.Option(16, "--batch-size", "-b", min=1, help="Images per forward pass."),
-        strict: bool = typer.Option(False, "--strict", help="Stop at the first unreadable input instead of skipping it."),
+        batch_size: int = batch_size_option(16),
+        strict: bool = strict_option(),
         jsonl: bool = typer.Option(False, "--jsonl", help="Stream one JSON object per image, or per frame of a video (and a last line with provenance)."),
         show_preprocessed: Optional[Path] = typer.Option(None, "--show-preprocessed", help="Save what the network saw (a grid for several inputs) to this image file."),
         force: bool = typer.Option(False, "--force", help="Overwrite the --show-preprocessed file (or the --out video)."),
         model_file: Optional[Path] = model_file_option(),
         engine: Optional[str] = runtime_option(),
-        frames: str = _video.frames_option(),
-        vid_stride: int = _video.vid_stride_option(),
-        max_frames: Optional[int] = _video.max_frames_option(),
-        start: float = _video.start_option(),
         out: Optional[Path] = _video.out_video_option(),
         *,
+        video: _video.VideoArgs,
         opts: Options,
     ) -> None:
         """Classify images: a table of the top-k classes per image, or JSON. A video (or --frames all)
@@ -50,7 +48,6 @@ def register(app: typer.Typer) -> None:
 
         if opts.json and jsonl:
             raise InputError("give either --json or --jsonl, not both")
-        video = _video.VideoArgs(frames, vid_stride, max_frames, start)
         if video.wanted(images, image_only={"--show-preprocessed": show_preprocessed, "--strict": strict},
                         video_only={"--out": out}):
             from dlcli.tasks.video import classify_video

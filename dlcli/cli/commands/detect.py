@@ -9,6 +9,9 @@ import typer
 
 from dlcli.cli.app import Options, command, group
 from dlcli.cli.commands import _video
+from dlcli.cli.commands._options import (batch_size_option, count_option, data_seed_option, inputs_argument,
+                                         model_option, pictures_option, run_eval, strict_option,
+                                         weights_file_option)
 
 
 def register(app: typer.Typer) -> None:
@@ -17,25 +20,22 @@ def register(app: typer.Typer) -> None:
 
     @command(grp, "run")
     def run(
-        images: list[str] = typer.Argument(..., help="Image files, folders, globs, http(s) URLs, or - for stdin."),
-        model: Optional[str] = typer.Option(None, "--model", "-m", help="Weights ARCH.TAG (default fasterrcnn_resnet50_fpn_v2.coco, falling back to the bundled fasterrcnn_small.scenes offline; see `dl weights list --task detect`)."),
-        weights_file: Optional[Path] = typer.Option(None, "--weights-file", help="A .safetensors file written by `dl detect train`."),
+        images: list[str] = inputs_argument(),
+        model: Optional[str] = model_option("Weights ARCH.TAG (default fasterrcnn_resnet50_fpn_v2.coco, falling back to the bundled fasterrcnn_small.scenes offline; see `dl weights list --task detect`)."),
+        weights_file: Optional[Path] = weights_file_option("dl detect train"),
         threshold: float = typer.Option(0.5, "--threshold", "-t", min=0.0, max=1.0, help="Lowest score to report."),
         classes: Optional[str] = typer.Option(None, "--classes", help="Only these classes, comma-separated (e.g. person,dog)."),
         max_detections: int = typer.Option(100, "--max-detections", min=1, help="At most this many boxes per image (highest scores)."),
-        batch_size: int = typer.Option(4, "--batch-size", "-b", min=1, help="Images per forward pass."),
+        batch_size: int = batch_size_option(4),
         out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for annotated images (<name>_det.png); for a video, the annotated video (.mp4) or a folder for <name>_det.mp4."),
         crops: Optional[Path] = typer.Option(None, "--crops", help="Folder for one cropped PNG per detection."),
         coco_json: Optional[Path] = typer.Option(None, "--coco-json", help="Write the detections in COCO results format to this file."),
         force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
-        strict: bool = typer.Option(False, "--strict", help="Stop at the first unreadable input instead of skipping it."),
-        frames: str = _video.frames_option(),
-        vid_stride: int = _video.vid_stride_option(),
-        max_frames: Optional[int] = _video.max_frames_option(),
-        start: float = _video.start_option(),
+        strict: bool = strict_option(),
         jsonl: Optional[str] = _video.jsonl_file_option(),
         track: bool = typer.Option(False, "--track", help="Video: give each box an id kept across frames (IoU tracker), in the JSONL and on the video."),
         *,
+        video: _video.VideoArgs,
         opts: Options,
     ) -> None:
         """Detect objects: a table (label, score, box in original pixels) per image, or JSON. A video
@@ -47,7 +47,7 @@ def register(app: typer.Typer) -> None:
         from dlcli.cli.app import raise_for_failures, report_error
         from dlcli.tasks import detect as task
 
-        video = _video.VideoArgs(frames, vid_stride, max_frames, start, jsonl)
+        video = video.writing(jsonl)
         if video.wanted(images, image_only={"--crops": crops, "--coco-json": coco_json, "--strict": strict},
                         video_only={"--track": track}):
             from dlcli.tasks.video import detect_video
@@ -81,29 +81,24 @@ def register(app: typer.Typer) -> None:
 
     @command(grp, "eval", renamed={"--scene-seed": "--data-seed"})
     def eval_(
-        model: Optional[str] = typer.Option(None, "--model", "-m", help="Weights ARCH.TAG (default: the bundled fasterrcnn_small.scenes for scenes)."),
-        weights_file: Optional[Path] = typer.Option(None, "--weights-file", help="A .safetensors file written by `dl detect train`."),
+        model: Optional[str] = model_option("Weights ARCH.TAG (default: the bundled fasterrcnn_small.scenes for scenes)."),
+        weights_file: Optional[Path] = weights_file_option("dl detect train"),
         data: str = typer.Option("scenes", "--data", help="'scenes' (held-out test seed) or a COCO-format annotations JSON."),
         images: Optional[Path] = typer.Option(None, "--images", help="Image folder of a COCO JSON (default: the JSON's folder)."),
-        count: int = typer.Option(500, "--count", "-n", min=1, help="Scenes to evaluate on."),
-        data_seed: Optional[int] = typer.Option(None, "--data-seed", help="Scene world to evaluate on (default: the test seed, 2; training used 0, validation 1)."),
-        batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="Images per forward pass."),
-        out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for pictures: pr.png (per-class precision-recall) and confusion.png (with background)."),
+        count: int = count_option(),
+        data_seed: Optional[int] = data_seed_option(),
+        batch_size: int = batch_size_option(8),
+        out: Optional[Path] = pictures_option("pr.png (per-class precision-recall) and confusion.png (with background)"),
         *,
         opts: Options,
     ) -> None:
         """mAP@0.5 and mAP@0.5:0.95 per class, and COCO's summary (AP by size, AR@1/10/100), by COCOeval's rules
         (crowd regions ignored, 100 detections per image and class, 101-point AP)."""
-        from dlcli import render
-        from dlcli.cli.commands._pictures import check_pictures_dir, say_pictures
         from dlcli.tasks import detect as task
 
-        check_pictures_dir(out)
-        rt, reporter = opts.start()
-        report = task.evaluate(rt, model=model, weights_file=weights_file, data=data,
-                               images=str(images) if images else None, count=count, seed=data_seed,
-                               batch_size=batch_size, offline=opts.offline, reporter=reporter, pictures_dir=out)
-        say_pictures(out, report.pictures, reporter)
-        render.show(report, opts.json)
+        run_eval(opts, out, lambda rt, reporter: task.evaluate(
+            rt, model=model, weights_file=weights_file, data=data, images=str(images) if images else None,
+            count=count, seed=data_seed, batch_size=batch_size, offline=opts.offline, reporter=reporter,
+            pictures_dir=out))
 
     app.add_typer(grp)

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from dlcli.cli.app import Options, command
+from dlcli.results import Line, RunShow, RunsList
 
 runs_app = typer.Typer(name="runs", help="Training runs: list, show, plot (compare runs), report (an HTML page).",
                        no_args_is_help=True, rich_markup_mode="rich")
@@ -21,11 +22,7 @@ def register(app: typer.Typer) -> None:
         from dlcli import render
         from dlcli.training import runs
 
-        found = runs.list_runs(folder)
-        if opts.json:
-            render.emit_json([r.to_dict() for r in found])
-        else:
-            render.render_runs_list([r.to_dict() for r in found], folder)
+        render.show(RunsList(str(folder), [r.to_dict() for r in runs.list_runs(folder)]), opts.json)
 
     @command(runs_app, "show")
     def show(run_folder: Path = typer.Argument(..., metavar="RUN", help="A run folder."), *, opts: Options) -> None:
@@ -33,11 +30,7 @@ def register(app: typer.Typer) -> None:
         from dlcli import render
         from dlcli.training import runs
 
-        data = runs.show(run_folder)
-        if opts.json:
-            render.emit_json(data)
-        else:
-            render.render_run_show(data)
+        render.show(RunShow(runs.show(run_folder)), opts.json)
 
     @command(runs_app, "plot")
     def plot(
@@ -55,10 +48,8 @@ def register(app: typer.Typer) -> None:
 
         check_writable(out, force)
         drawn = runs.plot(list(run_folders), metric, out)
-        if opts.json:
-            render.emit_json(drawn)
-        else:
-            render.notice(f"wrote {out} ({metric} of {len(drawn['runs'])} runs by {drawn['x']})", opts.quiet)
+        render.show(Line(f"wrote {out} ({metric} of {len(drawn['runs'])} runs by {drawn['x']})", drawn, remark=True),
+                    opts.json, quiet=opts.quiet)
 
     @command(runs_app, "report")
     def report(
@@ -76,9 +67,7 @@ def register(app: typer.Typer) -> None:
 
         check_writable(out, force)
         made = runs.report(run_folder, out)
-        if opts.json:
-            render.emit_json(made)
-        else:
-            render.notice(f"wrote {out} ({made['bytes'] // 1024} KiB; open it in a browser)", opts.quiet)
+        render.show(Line(f"wrote {out} ({made['bytes'] // 1024} KiB; open it in a browser)", made, remark=True),
+                    opts.json, quiet=opts.quiet)
 
     app.add_typer(runs_app)

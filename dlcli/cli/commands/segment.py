@@ -9,6 +9,9 @@ import typer
 
 from dlcli.cli.app import Options, command, group
 from dlcli.cli.commands import _video
+from dlcli.cli.commands._options import (batch_size_option, count_option, data_seed_option, inputs_argument,
+                                         model_option, pictures_option, run_eval, strict_option,
+                                         weights_file_option)
 from dlcli.cli.commands._engine import engine_label, engine_options, model_file_option, runtime_option
 
 
@@ -18,21 +21,18 @@ def register(app: typer.Typer) -> None:
 
     @command(grp, "run")
     def run(
-        images: list[str] = typer.Argument(..., help="Image files, folders, globs, http(s) URLs, or - for stdin."),
-        model: Optional[str] = typer.Option(None, "--model", "-m", help="Weights ARCH.TAG (default fcn_resnet50.coco_voc, falling back to the bundled fcn_small.scenes offline; see `dl weights list --task segment`)."),
-        weights_file: Optional[Path] = typer.Option(None, "--weights-file", help="A .safetensors file written by `dl segment train`."),
+        images: list[str] = inputs_argument(),
+        model: Optional[str] = model_option("Weights ARCH.TAG (default fcn_resnet50.coco_voc, falling back to the bundled fcn_small.scenes offline; see `dl weights list --task segment`)."),
+        weights_file: Optional[Path] = weights_file_option("dl segment train"),
         out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for <name>_mask.png (class indices, input size), <name>_color.png and <name>_overlay.png; for a video, the overlay video (.mp4) or a folder for <name>_seg.mp4."),
         opacity: float = typer.Option(0.5, "--opacity", min=0.0, max=1.0, help="Colour strength of the overlay."),
         force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
-        strict: bool = typer.Option(False, "--strict", help="Stop at the first unreadable input instead of skipping it."),
+        strict: bool = strict_option(),
         model_file: Optional[Path] = model_file_option(),
         engine: Optional[str] = runtime_option(),
-        frames: str = _video.frames_option(),
-        vid_stride: int = _video.vid_stride_option(),
-        max_frames: Optional[int] = _video.max_frames_option(),
-        start: float = _video.start_option(),
         jsonl: Optional[str] = _video.jsonl_file_option(),
         *,
+        video: _video.VideoArgs,
         opts: Options,
     ) -> None:
         """Segment images: a table of the classes present with their pixel share, or JSON. A video (or
@@ -44,7 +44,7 @@ def register(app: typer.Typer) -> None:
         from dlcli.tasks import segment as task
 
         opts = engine_options(opts, engine, model_file)
-        video = _video.VideoArgs(frames, vid_stride, max_frames, start, jsonl)
+        video = video.writing(jsonl)
         if video.wanted(images, image_only={"--strict": strict}):
             from dlcli.tasks.video import segment_video
 
@@ -70,26 +70,21 @@ def register(app: typer.Typer) -> None:
 
     @command(grp, "eval", renamed={"--scene-seed": "--data-seed"})
     def eval_(
-        model: Optional[str] = typer.Option(None, "--model", "-m", help="Weights ARCH.TAG (default: the bundled fcn_small.scenes for scenes)."),
-        weights_file: Optional[Path] = typer.Option(None, "--weights-file", help="A .safetensors file written by `dl segment train`."),
+        model: Optional[str] = model_option("Weights ARCH.TAG (default: the bundled fcn_small.scenes for scenes)."),
+        weights_file: Optional[Path] = weights_file_option("dl segment train"),
         data: str = typer.Option("scenes", "--data", help="'scenes' (held-out test seed) or a folder with images/ and masks/."),
-        count: int = typer.Option(500, "--count", "-n", min=1, help="Scenes to evaluate on."),
-        data_seed: Optional[int] = typer.Option(None, "--data-seed", help="Scene world to evaluate on (default: the test seed, 2; training used 0, validation 1)."),
-        batch_size: int = typer.Option(16, "--batch-size", "-b", min=1, help="Images per forward pass."),
-        out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for pictures: iou.png (per-class IoU) and confusion.png (pixels)."),
+        count: int = count_option(),
+        data_seed: Optional[int] = data_seed_option(),
+        batch_size: int = batch_size_option(16),
+        out: Optional[Path] = pictures_option("iou.png (per-class IoU) and confusion.png (pixels)"),
         *,
         opts: Options,
     ) -> None:
         """mIoU (mean over classes present in truth or prediction) and pixel accuracy."""
-        from dlcli import render
-        from dlcli.cli.commands._pictures import check_pictures_dir, say_pictures
         from dlcli.tasks import segment as task
 
-        check_pictures_dir(out)
-        rt, reporter = opts.start()
-        report = task.evaluate(rt, model=model, weights_file=weights_file, data=data, count=count, seed=data_seed,
-                               batch_size=batch_size, offline=opts.offline, reporter=reporter, pictures_dir=out)
-        say_pictures(out, report.pictures, reporter)
-        render.show(report, opts.json)
+        run_eval(opts, out, lambda rt, reporter: task.evaluate(
+            rt, model=model, weights_file=weights_file, data=data, count=count, seed=data_seed,
+            batch_size=batch_size, offline=opts.offline, reporter=reporter, pictures_dir=out))
 
     app.add_typer(grp)

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from dlcli.cli.app import Options, command
+from dlcli.results import Line, Record, VerifyReport
 
 weights_app = typer.Typer(name="weights", help="Named weights: list, info, fetch, verify, import, path, rm.",
                           no_args_is_help=True, rich_markup_mode="rich")
@@ -37,13 +38,13 @@ def register(app: typer.Typer) -> None:
         from dlcli import render
         from dlcli.weights import registry
 
+        from dlcli.results import WeightsList
+
         specs = registry.entries(task)
         states = _states(specs)
         defaults = {registry._defaults[t] for t in registry._defaults}
-        if opts.json:
-            render.emit_json([{**s.summary(), "state": states[s.name], "default": s.name in defaults} for s in specs])
-        else:
-            render.render_weights_list(specs, states, defaults)
+        render.show(WeightsList([{**s.summary(), "state": states[s.name], "default": s.name in defaults}
+                                 for s in specs]), opts.json)
 
     @command(weights_app, "info")
     def info(name: str = typer.Argument(..., help="Weights name, e.g. resnet50.imagenet."), *, opts: Options) -> None:
@@ -57,10 +58,7 @@ def register(app: typer.Typer) -> None:
         data["path"] = str(store.local_path(spec))
         data["url"] = store.source_url(spec)
         data["sha256"] = store.expected_sha256(spec)
-        if opts.json:
-            render.emit_json(data)
-        else:
-            render.key_values(spec.name, {k: v for k, v in data.items() if k != "name"})
+        render.show(Record(spec.name, data), opts.json)
 
     @command(weights_app, "fetch")
     def fetch(name: str = typer.Argument(..., help="Weights name."), *, opts: Options) -> None:
@@ -70,10 +68,7 @@ def register(app: typer.Typer) -> None:
 
         spec = registry.get(name)
         path = store.fetch(spec, offline=opts.offline, reporter=opts.reporter())
-        if opts.json:
-            render.emit_json({"name": name, "path": str(path), "sha256": store.expected_sha256(spec)})
-        else:
-            typer.echo(str(path))
+        render.show(Line(str(path), {"name": name, "path": str(path), "sha256": store.expected_sha256(spec)}), opts.json)
 
     @command(weights_app, "verify")
     def verify(name: Optional[str] = typer.Argument(None, help="One entry (default: every file on this machine)."),
@@ -84,26 +79,20 @@ def register(app: typer.Typer) -> None:
         from dlcli.weights import registry, store
 
         specs = [registry.get(name)] if name else [s for s in registry.entries() if store.is_present(s)]
-        rows, bad = [], 0
+        rows = []
         for spec in specs:
             path = store.local_path(spec)
             if not path.is_file():
                 rows.append({"name": spec.name, "ok": False, "detail": f"not on this machine ({path})"})
-                bad += 1
                 continue
             try:
-                digest = store.verify_file(spec, path)
-                rows.append({"name": spec.name, "ok": True, "detail": digest})
+                rows.append({"name": spec.name, "ok": True, "detail": store.verify_file(spec, path)})
             except DLError as exc:
                 rows.append({"name": spec.name, "ok": False, "detail": exc.message})
-                bad += 1
-        if opts.json:
-            render.emit_json(rows)
-        else:
-            render.print_table("Verify", ["name", "ok", "sha256 / problem"],
-                               [(r["name"], "ok" if r["ok"] else "FAILED", r["detail"]) for r in rows])
-        if bad:
-            raise WeightsError(f"{bad} of {len(rows)} weights files failed verification")
+        report = VerifyReport(rows)
+        render.show(report, opts.json)
+        if report.failed:
+            raise WeightsError(f"{report.failed} of {len(rows)} weights files failed verification")
 
     @command(weights_app, "import")
     def import_(
@@ -129,10 +118,7 @@ def register(app: typer.Typer) -> None:
         data = {"name": spec.name, "arch": spec.arch, "task": spec.task, "path": str(store.local_path(spec)),
                 "sha256": store.expected_sha256(spec), "preprocess": spec.preprocess,
                 "labels": len(spec.labels) if spec.labels else None}
-        if opts.json:
-            render.emit_json(data)
-        else:
-            render.key_values(f"imported {spec.name}", data)
+        render.show(Record(f"imported {spec.name}", data), opts.json)
 
     @command(weights_app, "path")
     def path(name: str = typer.Argument(..., help="Weights name."), *, opts: Options) -> None:
@@ -142,10 +128,7 @@ def register(app: typer.Typer) -> None:
 
         spec = registry.get(name)
         p = store.local_path(spec)
-        if opts.json:
-            render.emit_json({"name": name, "path": str(p), "present": p.is_file()})
-        else:
-            typer.echo(str(p))
+        render.show(Line(str(p), {"name": name, "path": str(p), "present": p.is_file()}), opts.json)
 
     @command(weights_app, "rm")
     def rm(name: str = typer.Argument(..., help="Weights name."), *, opts: Options) -> None:
@@ -156,10 +139,9 @@ def register(app: typer.Typer) -> None:
         removed, notes = loader.remove_weights(name)
         for note in notes:
             opts.reporter().message(note)
-        if opts.json:
-            render.emit_json({"name": name, "removed": [str(p) for p in removed]})
-        elif not opts.quiet:
-            typer.echo(f"removed {', '.join(map(str, removed))}" if removed
-                       else f"{name}: nothing cached" if not notes else f"{name}: removed from the index")
+        said = (f"removed {', '.join(map(str, removed))}" if removed
+                else f"{name}: nothing cached" if not notes else f"{name}: removed from the index")
+        render.show(Line(said, {"name": name, "removed": [str(p) for p in removed]}, remark=True), opts.json,
+                    quiet=opts.quiet)
 
     app.add_typer(weights_app)
