@@ -15,6 +15,7 @@ from typing import Any, Iterator
 import torch
 
 from dlcli.errors import DeviceError, InputError
+from dlcli.runtime_record import RuntimeRecord
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -163,7 +164,7 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
 
 
 @dataclass
-class Runtime:
+class Runtime(RuntimeRecord):
     """Where and how a task runs. Build it with `Runtime.create(...)`."""
 
     device: torch.device
@@ -230,12 +231,3 @@ class Runtime:
         elif self.device.type == "mps":
             torch.mps.synchronize()
 
-    def describe(self) -> dict[str, Any]:
-        """What was actually used; every JSON result carries it."""
-        return {
-            "device": str(self.device),
-            "dtype": self.dtype_name,
-            "precision_requested": self.requested_precision,
-            "seed": self.seed,
-            "deterministic": self.deterministic,
-        }

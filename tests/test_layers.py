@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "dlcli"
 # Higher may import lower (or its own package); equal ranks of different packages are peers that
 # must not import each other (tasks <-> training).
 RANK = {
-    "errors": 0, "__init__": 0,
+    "errors": 0, "__init__": 0, "runtime_record": 0,
     "atomic": 1, "offline": 1, "progress": 1, "device": 1, "models": 1, "text": 1, "results": 1,
     "media": 2, "domain": 2, "plots": 2,
     "weights": 3,

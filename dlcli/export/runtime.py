@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from dlcli.errors import InputError, WeightsError
+from dlcli.runtime_record import RuntimeRecord
 from dlcli.export import require_onnxruntime
 from dlcli.export.onnx import session_metadata
 
@@ -120,7 +121,7 @@ class CpuDevice:
 
 
 @dataclass
-class CpuRuntime:
+class CpuRuntime(RuntimeRecord):
     """The device manager's stand-in for a model onnxruntime runs: the CPU in float32, described
     as `dlcli.device.Runtime` describes itself, built without importing torch. Tasks given one
     run their onnxruntime pipeline (numpy in, numpy out); it cannot place torch modules."""
@@ -146,14 +147,6 @@ class CpuRuntime:
 
     uses_autocast = False
 
-    def describe(self) -> dict[str, Any]:
-        return {
-            "device": str(self.device),
-            "dtype": self.dtype_name,
-            "precision_requested": self.requested_precision,
-            "seed": self.seed,
-            "deterministic": self.deterministic,
-        }
 
     def synchronize(self) -> None:
         return None
