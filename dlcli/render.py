@@ -587,6 +587,43 @@ def render_video(report: results.VideoReport) -> None:
                 ["", ""], rows)
 
 
+class ClassifyStream:
+    """`dl classify`'s output as results come: one table per image, one JSONL line per image (in
+    input order, then a closing line), or nothing until the JSON report (`--json`)."""
+
+    def __init__(self, mode: str, model: str) -> None:
+        self.mode, self.model = mode, model  # mode: table | json | jsonl
+        # A failure is found while reading, before the batch holding the images ahead of it has
+        # run, so each line waits until all earlier ones are out.
+        self._pending: dict[int, dict[str, Any]] = {}
+        self._next = 0
+
+    def _in_order(self, index: int, line: dict[str, Any]) -> None:
+        self._pending[index] = line
+        while self._next in self._pending:
+            emit_jsonl(self._pending.pop(self._next))
+            self._next += 1
+
+    def result(self, result: results.ClassifyResult) -> None:
+        if self.mode == "jsonl":
+            self._in_order(result.index, {"model": self.model, **result.to_dict()})
+        elif self.mode == "table":
+            render_classify_result(result)
+
+    def failure(self, failure: results.InputFailure) -> None:
+        if self.mode == "jsonl":
+            self._in_order(failure.index, failure.to_dict())
+
+    def finish(self, report: results.ClassifyReport, engine: str) -> None:
+        if self.mode == "json":
+            emit_json(report.to_dict())
+        elif self.mode == "jsonl":
+            emit_jsonl({"provenance": report.provenance.to_dict(), "images": len(report.images),
+                        "failures": len(report.failures), "seconds": report.seconds})
+        else:
+            stdout().print(f"[dim]{self.model} · {engine} · {len(report.images)} image(s) in {report.seconds:.2f} s[/]")
+
+
 # The table renderer of each result type: `show` is the one entry the commands call.
 _TABLES: dict[type, Any] = {
     results.CaptionTrainReport: render_caption_train,

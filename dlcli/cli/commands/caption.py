@@ -9,10 +9,7 @@ import typer
 
 from dlcli.cli.config_options import RunOptions, TrainOptions
 from dlcli.cli.app import Options, command, group
-from dlcli.cli.commands import _video
-from dlcli.cli.commands._options import (batch_size_option, count_option, data_seed_option, inputs_argument,
-                                         model_option, pictures_option, run_eval, strict_option,
-                                         weights_file_option)
+from dlcli.cli.commands import _options, _video
 
 
 def register(app: typer.Typer) -> None:
@@ -21,14 +18,14 @@ def register(app: typer.Typer) -> None:
 
     @command(grp, "run")
     def run(
-        images: list[str] = inputs_argument(),
-        model: Optional[str] = model_option("Weights name ARCH.TAG (default nic.scenes; see `dl weights list --task caption`)."),
-        weights_file: Optional[Path] = weights_file_option("dl caption train"),
+        images: list[str] = _options.inputs_argument(),
+        model: Optional[str] = _options.model_option("Weights name ARCH.TAG (default nic.scenes; see `dl weights list --task caption`)."),
+        weights_file: Optional[Path] = _options.weights_file_option("dl caption train"),
         beam_size: int = typer.Option(3, "--beam-size", "-k", help="Beam width (1 = greedy)."),
         max_length: Optional[int] = typer.Option(None, "--max-length", help="Most words per caption (default: the weights' own, 24 for nic.scenes)."),
         all_candidates: bool = typer.Option(False, "--all", help="Show every beam candidate in the table (JSON always has them)."),
-        batch_size: int = batch_size_option(16, "Images per encoder pass."),
-        strict: bool = strict_option(),
+        batch_size: int = _options.batch_size_option(16, "Images per encoder pass."),
+        strict: bool = _options.strict_option(),
         jsonl: Optional[str] = _video.jsonl_file_option(),
         out: Optional[Path] = _video.out_video_option(),
         force: bool = typer.Option(False, "--force", help="Video: overwrite the --out and --jsonl files."),
@@ -112,24 +109,24 @@ def register(app: typer.Typer) -> None:
 
     @command(grp, "eval", renamed={"--size": "--count"})
     def evaluate(
-        model: Optional[str] = model_option("Weights name ARCH.TAG (default nic.scenes)."),
-        weights_file: Optional[Path] = weights_file_option("dl caption train"),
+        model: Optional[str] = _options.model_option("Weights name ARCH.TAG (default nic.scenes)."),
+        weights_file: Optional[Path] = _options.weights_file_option("dl caption train"),
         data: str = typer.Option("scenes", "--data", help="`scenes` (held-out seeded scenes) unless --captions is given."),
-        count: int = count_option("Scenes to caption (scenes data)."),
-        data_seed: Optional[int] = data_seed_option(),
+        count: int = _options.count_option("Scenes to caption (scenes data)."),
+        data_seed: Optional[int] = _options.data_seed_option(),
         captions: Optional[Path] = typer.Option(None, "--captions", help="COCO-format caption annotations to test on."),
         images: Optional[Path] = typer.Option(None, "--images", help="Folder holding the images the --captions file names."),
         beam_size: int = typer.Option(3, "--beam-size", "-k", help="Beam width (1 = greedy)."),
         max_length: Optional[int] = typer.Option(None, "--max-length", help="Most words per caption."),
         examples: int = typer.Option(5, "--examples", min=0, help="Captions to show beside their references."),
-        out: Optional[Path] = pictures_option("captions.png (the --examples images with their generated and reference captions)"),
+        out: Optional[Path] = _options.pictures_option("captions.png (the --examples images with their generated and reference captions)"),
         *,
         opts: Options,
     ) -> None:
         """Corpus BLEU-1..4 on a held-out set."""
         from dlcli.tasks import caption as task
 
-        run_eval(opts, out, lambda rt, reporter: task.evaluate_weights(
+        _options.run_eval(opts, out, lambda rt, reporter: task.evaluate_weights(
             rt, model=model, weights_file=weights_file, data=data, count=count, seed=data_seed,
             captions_file=str(captions) if captions else None, images_dir=str(images) if images else None,
             beam_size=beam_size, max_length=max_length, examples=examples, offline=opts.offline,

@@ -9,9 +9,8 @@ import typer
 
 from dlcli.cli.config_options import RunOptions, TrainOptions
 from dlcli.cli.app import Options, command, group
-from dlcli.cli.commands import _video
+from dlcli.cli.commands import _options, _video
 from dlcli.cli.commands._engine import engine_label, engine_options, engine_start, model_file_option, runtime_option
-from dlcli.cli.commands._options import batch_size_option, inputs_argument, model_option, strict_option
 
 
 def register(app: typer.Typer) -> None:
@@ -20,12 +19,12 @@ def register(app: typer.Typer) -> None:
 
     @command(grp, "run")
     def run(
-        images: list[str] = inputs_argument(),
-        model: Optional[str] = model_option("Weights name ARCH.TAG (default resnet50.imagenet, falling back to the offline efficientnet_lite0.imagenet when it cannot be downloaded; see `dl weights list --task classify`)."),
+        images: list[str] = _options.inputs_argument(),
+        model: Optional[str] = _options.model_option("Weights name ARCH.TAG (default resnet50.imagenet, falling back to the offline efficientnet_lite0.imagenet when it cannot be downloaded; see `dl weights list --task classify`)."),
         weights_file: Optional[Path] = typer.Option(None, "--weights-file", help="A .safetensors file written by dlcli training (carries its architecture, labels and preprocessing)."),
         top_k: int = typer.Option(5, "--top-k", "-k", min=1, help="How many classes to show per image."),
-        batch_size: int = batch_size_option(16),
-        strict: bool = strict_option(),
+        batch_size: int = _options.batch_size_option(16),
+        strict: bool = _options.strict_option(),
         jsonl: bool = typer.Option(False, "--jsonl", help="Stream one JSON object per image, or per frame of a video (and a last line with provenance)."),
         show_preprocessed: Optional[Path] = typer.Option(None, "--show-preprocessed", help="Save what the network saw (a grid for several inputs) to this image file."),
         force: bool = typer.Option(False, "--force", help="Overwrite the --show-preprocessed file (or the --out video)."),
@@ -44,6 +43,7 @@ def register(app: typer.Typer) -> None:
         from dlcli.atomic import check_writable
         from dlcli.cli.app import raise_for_failures, report_error
         from dlcli.errors import InputError
+        from dlcli.results import InputFailure
         from dlcli.tasks import classify as task
 
         if opts.json and jsonl:
@@ -67,40 +67,17 @@ def register(app: typer.Typer) -> None:
                                    model_file=model_file, engine=engine)
         reporter.message(f"{clf.spec.name} on {engine_label(clf.model, rt)}")
 
-        # Lines stream in input order: a failure is found while reading, before the batch holding
-        # the images ahead of it has run, so each line waits until all earlier ones are out.
-        pending: dict[int, dict] = {}
-        next_index = [0]
+        stream = render.ClassifyStream("jsonl" if jsonl else "json" if opts.json else "table", clf.spec.name)
 
-        def emit_in_order(index: int, line: dict) -> None:
-            pending[index] = line
-            while next_index[0] in pending:
-                render.emit_jsonl(pending.pop(next_index[0]))
-                next_index[0] += 1
-
-        def on_result(result: object) -> None:
-            if jsonl:
-                emit_in_order(result.index, {"model": clf.spec.name, **result.to_dict()})  # type: ignore[attr-defined]
-            elif not opts.json:
-                render.render_classify_result(result)
-
-        def on_failure(failure: object) -> None:
-            report_error(failure.error)  # type: ignore[attr-defined]
-            if jsonl:
-                emit_in_order(failure.index, failure.to_dict())  # type: ignore[attr-defined]
+        def on_failure(failure: InputFailure) -> None:
+            report_error(failure.error)
+            stream.failure(failure)
 
         seen: list = [] if show_preprocessed is not None else None  # type: ignore[assignment]
         report = task.classify(images, rt, classifier=clf, top_k=top_k, batch_size=batch_size, strict=strict,
-                               offline=opts.offline, reporter=reporter, on_result=on_result,
+                               offline=opts.offline, reporter=reporter, on_result=stream.result,
                                on_failure=on_failure, preprocessed=seen)
-        if opts.json:
-            render.emit_json(report.to_dict())
-        elif jsonl:
-            render.emit_jsonl({"provenance": report.provenance.to_dict(), "images": len(report.images),
-                               "failures": len(report.failures), "seconds": report.seconds})
-        else:
-            render.stdout().print(f"[dim]{clf.spec.name} · {engine_label(clf.model, rt)} · "
-                                  f"{len(report.images)} image(s) in {report.seconds:.2f} s[/]")
+        stream.finish(report, engine_label(clf.model, rt))
         if show_preprocessed is not None and seen:
             from dlcli import media
 

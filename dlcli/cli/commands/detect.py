@@ -8,10 +8,7 @@ from typing import Optional
 import typer
 
 from dlcli.cli.app import Options, command, group
-from dlcli.cli.commands import _video
-from dlcli.cli.commands._options import (batch_size_option, count_option, data_seed_option, inputs_argument,
-                                         model_option, pictures_option, run_eval, strict_option,
-                                         weights_file_option)
+from dlcli.cli.commands import _options, _video
 
 
 def register(app: typer.Typer) -> None:
@@ -20,18 +17,18 @@ def register(app: typer.Typer) -> None:
 
     @command(grp, "run")
     def run(
-        images: list[str] = inputs_argument(),
-        model: Optional[str] = model_option("Weights ARCH.TAG (default fasterrcnn_resnet50_fpn_v2.coco, falling back to the bundled fasterrcnn_small.scenes offline; see `dl weights list --task detect`)."),
-        weights_file: Optional[Path] = weights_file_option("dl detect train"),
+        images: list[str] = _options.inputs_argument(),
+        model: Optional[str] = _options.model_option("Weights ARCH.TAG (default fasterrcnn_resnet50_fpn_v2.coco, falling back to the bundled fasterrcnn_small.scenes offline; see `dl weights list --task detect`)."),
+        weights_file: Optional[Path] = _options.weights_file_option("dl detect train"),
         threshold: float = typer.Option(0.5, "--threshold", "-t", min=0.0, max=1.0, help="Lowest score to report."),
         classes: Optional[str] = typer.Option(None, "--classes", help="Only these classes, comma-separated (e.g. person,dog)."),
         max_detections: int = typer.Option(100, "--max-detections", min=1, help="At most this many boxes per image (highest scores)."),
-        batch_size: int = batch_size_option(4),
+        batch_size: int = _options.batch_size_option(4),
         out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for annotated images (<name>_det.png); for a video, the annotated video (.mp4) or a folder for <name>_det.mp4."),
         crops: Optional[Path] = typer.Option(None, "--crops", help="Folder for one cropped PNG per detection."),
         coco_json: Optional[Path] = typer.Option(None, "--coco-json", help="Write the detections in COCO results format to this file."),
         force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
-        strict: bool = strict_option(),
+        strict: bool = _options.strict_option(),
         jsonl: Optional[str] = _video.jsonl_file_option(),
         track: bool = typer.Option(False, "--track", help="Video: give each box an id kept across frames (IoU tracker), in the JSONL and on the video."),
         *,
@@ -81,14 +78,14 @@ def register(app: typer.Typer) -> None:
 
     @command(grp, "eval", renamed={"--scene-seed": "--data-seed"})
     def eval_(
-        model: Optional[str] = model_option("Weights ARCH.TAG (default: the bundled fasterrcnn_small.scenes for scenes)."),
-        weights_file: Optional[Path] = weights_file_option("dl detect train"),
+        model: Optional[str] = _options.model_option("Weights ARCH.TAG (default: the bundled fasterrcnn_small.scenes for scenes)."),
+        weights_file: Optional[Path] = _options.weights_file_option("dl detect train"),
         data: str = typer.Option("scenes", "--data", help="'scenes' (held-out test seed) or a COCO-format annotations JSON."),
         images: Optional[Path] = typer.Option(None, "--images", help="Image folder of a COCO JSON (default: the JSON's folder)."),
-        count: int = count_option(),
-        data_seed: Optional[int] = data_seed_option(),
-        batch_size: int = batch_size_option(8),
-        out: Optional[Path] = pictures_option("pr.png (per-class precision-recall) and confusion.png (with background)"),
+        count: int = _options.count_option(),
+        data_seed: Optional[int] = _options.data_seed_option(),
+        batch_size: int = _options.batch_size_option(8),
+        out: Optional[Path] = _options.pictures_option("pr.png (per-class precision-recall) and confusion.png (with background)"),
         *,
         opts: Options,
     ) -> None:
@@ -96,7 +93,7 @@ def register(app: typer.Typer) -> None:
         (crowd regions ignored, 100 detections per image and class, 101-point AP)."""
         from dlcli.tasks import detect as task
 
-        run_eval(opts, out, lambda rt, reporter: task.evaluate(
+        _options.run_eval(opts, out, lambda rt, reporter: task.evaluate(
             rt, model=model, weights_file=weights_file, data=data, images=str(images) if images else None,
             count=count, seed=data_seed, batch_size=batch_size, offline=opts.offline, reporter=reporter,
             pictures_dir=out))

@@ -8,10 +8,7 @@ from typing import Optional
 import typer
 
 from dlcli.cli.app import Options, command, group
-from dlcli.cli.commands import _video
-from dlcli.cli.commands._options import (batch_size_option, count_option, data_seed_option, inputs_argument,
-                                         model_option, pictures_option, run_eval, strict_option,
-                                         weights_file_option)
+from dlcli.cli.commands import _options, _video
 from dlcli.cli.commands._engine import engine_label, engine_options, model_file_option, runtime_option
 
 
@@ -21,13 +18,13 @@ def register(app: typer.Typer) -> None:
 
     @command(grp, "run")
     def run(
-        images: list[str] = inputs_argument(),
-        model: Optional[str] = model_option("Weights ARCH.TAG (default fcn_resnet50.coco_voc, falling back to the bundled fcn_small.scenes offline; see `dl weights list --task segment`)."),
-        weights_file: Optional[Path] = weights_file_option("dl segment train"),
+        images: list[str] = _options.inputs_argument(),
+        model: Optional[str] = _options.model_option("Weights ARCH.TAG (default fcn_resnet50.coco_voc, falling back to the bundled fcn_small.scenes offline; see `dl weights list --task segment`)."),
+        weights_file: Optional[Path] = _options.weights_file_option("dl segment train"),
         out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for <name>_mask.png (class indices, input size), <name>_color.png and <name>_overlay.png; for a video, the overlay video (.mp4) or a folder for <name>_seg.mp4."),
         opacity: float = typer.Option(0.5, "--opacity", min=0.0, max=1.0, help="Colour strength of the overlay."),
         force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
-        strict: bool = strict_option(),
+        strict: bool = _options.strict_option(),
         model_file: Optional[Path] = model_file_option(),
         engine: Optional[str] = runtime_option(),
         jsonl: Optional[str] = _video.jsonl_file_option(),
@@ -70,20 +67,20 @@ def register(app: typer.Typer) -> None:
 
     @command(grp, "eval", renamed={"--scene-seed": "--data-seed"})
     def eval_(
-        model: Optional[str] = model_option("Weights ARCH.TAG (default: the bundled fcn_small.scenes for scenes)."),
-        weights_file: Optional[Path] = weights_file_option("dl segment train"),
+        model: Optional[str] = _options.model_option("Weights ARCH.TAG (default: the bundled fcn_small.scenes for scenes)."),
+        weights_file: Optional[Path] = _options.weights_file_option("dl segment train"),
         data: str = typer.Option("scenes", "--data", help="'scenes' (held-out test seed) or a folder with images/ and masks/."),
-        count: int = count_option(),
-        data_seed: Optional[int] = data_seed_option(),
-        batch_size: int = batch_size_option(16),
-        out: Optional[Path] = pictures_option("iou.png (per-class IoU) and confusion.png (pixels)"),
+        count: int = _options.count_option(),
+        data_seed: Optional[int] = _options.data_seed_option(),
+        batch_size: int = _options.batch_size_option(16),
+        out: Optional[Path] = _options.pictures_option("iou.png (per-class IoU) and confusion.png (pixels)"),
         *,
         opts: Options,
     ) -> None:
         """mIoU (mean over classes present in truth or prediction) and pixel accuracy."""
         from dlcli.tasks import segment as task
 
-        run_eval(opts, out, lambda rt, reporter: task.evaluate(
+        _options.run_eval(opts, out, lambda rt, reporter: task.evaluate(
             rt, model=model, weights_file=weights_file, data=data, count=count, seed=data_seed,
             batch_size=batch_size, offline=opts.offline, reporter=reporter, pictures_dir=out))
 
