@@ -527,7 +527,8 @@ class DQNTrainReport(ResultMixin):
 
 @dataclasses.dataclass(frozen=True)
 class MnistEpoch(ResultMixin):
-    member: int
+    """One epoch of one net of `dl train-mnist` (the trainer's own record of it, too)."""
+
     epoch: int
     loss: float
     train_acc: float
@@ -536,6 +537,8 @@ class MnistEpoch(ResultMixin):
     seconds: float
     images_per_s: float
     lr: float
+    elapsed: float = 0.0  # seconds since the net started (training and evaluation), for time-to-accuracy
+    member: int = 1  # which net of an --ensemble
 
 
 @dataclasses.dataclass(frozen=True)

@@ -552,6 +552,19 @@ def test_precision_auto_picks_bf16_for_training_only_where_native(monkeypatch: p
     assert device.native_bf16(cpu, {"amx_bf16"})[0] and device.native_bf16(cpu, {"bf16", "asimd"})[0]
 
 
+def test_a_spent_budget_still_trains_one_step() -> None:
+    """Loading the data and measuring the speed may use up a short --budget on a busy machine: the
+    run still takes the one step fit_budget_steps promises, instead of reporting an untrained net."""
+    import time
+
+    from dlcli.device import Runtime
+    from dlcli.training.mnist import train_member
+
+    res = train_member(_cfg(budget="2s"), _data(), Runtime.create("cpu", "fp32"), member_seed=5, out_dir=None,
+                       started=time.perf_counter() - 60.0)  # the clock ran out a minute ago
+    assert res.steps == 1 and len(res.epochs) == 1
+
+
 def test_cli_recipe_budget_and_precision_messages(tmp_path: Path, fake_mnist: Path) -> None:
     r = _cli(["train-mnist", "--data", str(fake_mnist), "--recipe", "fast", "--epochs", "1", "--batch-size", "50",
               "--out", str(tmp_path / "fast"), "--json", "--precision", "fp32"])

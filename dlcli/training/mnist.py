@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 import torch
 import torch.nn.functional as F
 
+from dlcli.results import MnistEpoch
 from dlcli.training.configs import MNIST_SCHEDULES, MnistTrainConfig
 from dlcli.data.mnist import file_hashes, load_mnist, to_float
 from dlcli.evaluation.mnist import confused_pairs, confusion_matrix, misclassified_grid, predict_probs
@@ -43,18 +44,7 @@ BOOK_ACCURACY = 0.9938  # the book's reported test accuracy for this network and
 OWNED_EXTRA = ("misclassified.png", "confusion.png", "summary.json")
 
 
-@dataclass
-class EpochStats:
-    epoch: int
-    loss: float
-    train_acc: float
-    test_acc: float
-    test_errors: int
-    seconds: float
-    images_per_s: float
-    lr: float
-    elapsed: float = 0.0
-    """Seconds since the member started (training and evaluation), for time-to-accuracy."""
+EpochStats = MnistEpoch  # the report's row is the trainer's record of an epoch
 
 
 @dataclass
@@ -396,7 +386,9 @@ def train_member(
     ddp_model.train()
     try:
         while epoch < n_epochs and not stopped:
-            if out_of_time():  # the last evaluation took the rest of the budget
+            # The last evaluation took the rest of the budget. A budget that loading the data and
+            # measuring the speed used up still trains one step, as fit_budget_steps promises.
+            if epoch * steps_per_epoch + step > 0 and out_of_time():
                 stopped = True
                 break
             perm = torch.randperm(n_train, generator=torch.Generator().manual_seed(_mix(member_seed, epoch)))

@@ -40,7 +40,7 @@ def register(app: typer.Typer) -> None:
 
         from dlcli import render
         from dlcli.errors import InputError
-        from dlcli.results import MnistEpoch, MnistEvalReport, MnistTrainReport, Provenance
+        from dlcli.results import MnistEvalReport, MnistTrainReport, Provenance
 
         if gpu:
             if opts.device not in ("auto", "cuda", "gpu") and not opts.device.startswith("cuda"):
@@ -117,8 +117,7 @@ def register(app: typer.Typer) -> None:
                         f"best {m.best_acc:.2%} after epoch {m.best_epoch}"
                         + (f" (kept as {m.out_dir / 'best.safetensors'})" if m.out_dir else ""))
             epochs_rows = tuple(
-                MnistEpoch(k + 1, e.epoch, e.loss, e.train_acc, e.test_acc, e.test_errors, e.seconds, e.images_per_s, e.lr)
-                for k, m in enumerate(outcome.members) for e in m.epochs)
+dataclasses.replace(e, member=k + 1) for k, m in enumerate(outcome.members) for e in m.epochs)
             members = tuple(
                 {"seed": m.seed, "test_acc": m.test_acc, "test_errors": m.test_errors, "best_acc": m.best_acc,
                  "best_epoch": m.best_epoch, "steps": m.steps, "planned_steps": m.planned_steps,
