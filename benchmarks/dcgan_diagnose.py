@@ -1,6 +1,6 @@
 """Why does a DCGAN generator miss "80% of samples read as digits"? Three looks (issue 20):
 
-1. per-class confidence of deepconvnet.mnist on N samples (is one digit the problem, or all?);
+1. per-class confidence of deepconvnet.mnist_ce (dcgan_quality.py's judge) on N samples (is one digit the problem, or all?);
 2. grids of the 64 least and 64 most confident samples, to look at yourself (does the classifier
    see what a person sees?);
 3. memorisation: each sample's L2 distance to its nearest training image, beside the same for
@@ -37,7 +37,7 @@ def main() -> int:
     catalog.load()
     g = loader.load_model(None if args.weights_file else "dcgan.mnist", task="generate", file=args.weights_file,
                           offline=True).model.eval()
-    clf = loader.load_model("deepconvnet.mnist", task="classify", offline=True).model.eval()
+    clf = loader.load_model("deepconvnet.mnist_ce", task="classify", offline=True).model.eval()
     latent = int(getattr(g, "latent_dim", 100))
     torch.manual_seed(args.seed)
     with torch.inference_mode():

@@ -53,11 +53,11 @@ SKIP: dict[str, str] = {
     "dl caption eval --weights-file runs/nic/best.safetensors --captions captions_val2017.json --images val2017/":
         "COCO captions and images",
     "dl train-mnist --data ../shared/data/MNIST/raw --out runs/mnist": "../shared data (MNIST)",
-    "dl train-mnist --data DIR --augment --lr-schedule cosine --epochs 12": "MNIST files (DIR)",
+    "dl train-mnist --data DIR --recipe best": "MNIST files (DIR)",
     "dl train-mnist --data DIR --recipe fast": "MNIST files (DIR)",
     "dl train-mnist --data DIR --budget 2m": "MNIST files (DIR)",
     "dl train-mnist --data DIR --recipe fast --epochs 8 --no-logit-dropout": "MNIST files (DIR)",
-    "dl train-mnist --data DIR --ensemble 5 --epochs 12 --augment --lr-schedule cosine": "MNIST files (DIR)",
+    "dl train-mnist --data DIR --recipe best --ensemble 5": "MNIST files (DIR)",
     "dl train-mnist --resume runs/mnist --data DIR": "MNIST files (DIR) and an earlier run",
     "dl train-mnist --evaluate --model deepconvnet.mnist --data DIR --json": "MNIST files (DIR)",
     "torchrun --nproc_per_node 2 -m dlcli train-mnist --data DIR --device cpu": "MNIST files (DIR), two processes",

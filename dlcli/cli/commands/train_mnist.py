@@ -34,7 +34,7 @@ def register(app: typer.Typer) -> None:
 
         The book's recipe is the default (Adam 0.001, batch 100, 20 epochs, 99.38%); --recipe fast
         reaches that in 5 epochs, --budget 5m trains for a wall-clock time; the bundled
-        deepconvnet.mnist adds --augment --lr-schedule cosine to the book's recipe."""
+        deepconvnet.mnist is --recipe best (99.65%)."""
         import dataclasses
         import time
 
