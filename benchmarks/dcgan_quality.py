@@ -2,8 +2,8 @@
 
 The judge is the net trained with plain cross-entropy (bundled as deepconvnet.mnist until the best
 recipe replaced it): its confidences are sharp (98% of real digits at p >= 0.9), where a net trained
-with label smoothing, like today's deepconvnet.mnist, tops out near 0.91 and rates only 90% of real
-digits that confident. Keeping the judge keeps every DCGAN figure comparable.
+with label smoothing, like today's deepconvnet.mnist, rarely passes 0.95 (with --n 2000 it rates 93.8%
+of real digits and 41.2% of dcgan.mnist's samples that confident; this judge: 98.5% and 68.8%). Keeping the judge keeps every DCGAN figure comparable.
 
 Prints, for N generated samples and (as the floor) N real held-out training images:
 - the share the classifier labels with confidence >= 0.9 (issue target for samples: >= 0.8);
