@@ -240,8 +240,9 @@ def command(group: typer.Typer, name: Optional[str] = None, *, config: Optional[
     too (dlcli/cli/config_options.py) and `fn` receives them as `train: TrainOptions`. With
     `run_folder` (the default folder), the run options --out/--resume/--force are added and `fn`
     receives them as `run: RunOptions`. A `video: VideoArgs` parameter gets the shared video options
-    (--frames, --vid-stride, --max-frames, --start: dlcli/cli/commands/_video.py). `renamed` maps old option spellings to their new names
-    (see RenamingCommand); a config field can also declare its old flags (`cli(renamed=...)`)."""
+    (--frames, --vid-stride, --max-frames, --start: dlcli/cli/commands/_video.py). `renamed` maps
+    old option spellings to their new names (see RenamingCommand); a config field can also declare
+    its old flags (`cli(renamed=...)`)."""
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         from dlcli.cli import config_options
