@@ -660,7 +660,7 @@ def show(result: Any, as_json: bool, **options: Any) -> None:
     """Print `result` as JSON on stdout (`--json`) or as its table(s) on stderr/stdout; `options`
     go to the table renderer (e.g. all_candidates for captions, usage for a trained model)."""
     if as_json:
-        emit_json(result.json_value() if hasattr(result, "json_value") else result.to_dict())
+        emit_json(result.json_value())
         return
     if isinstance(result, results.CaptionReport):
         render_caption_report(result, **options)

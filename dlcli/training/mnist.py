@@ -44,13 +44,10 @@ BOOK_ACCURACY = 0.9938  # the book's reported test accuracy for this network and
 OWNED_EXTRA = ("misclassified.png", "confusion.png", "summary.json")
 
 
-EpochStats = MnistEpoch  # the report's row is the trainer's record of an epoch
-
-
 @dataclass
 class MemberResult:
     seed: int
-    epochs: list[EpochStats]
+    epochs: list[MnistEpoch]
     test_acc: float
     test_errors: int
     best_acc: float
@@ -344,7 +341,7 @@ def train_member(
                              "give the same options, or a new --out")
         prog = state["progress"]
         epoch, step, best = prog["epoch"], prog["step"], prog["best"]
-        history = [EpochStats(**h) for h in prog["history"]]
+        history = [MnistEpoch(**h) for h in prog["history"]]
         elapsed0 = prog.get("elapsed", 0.0)
 
     def checkpoint() -> None:
@@ -435,7 +432,7 @@ def train_member(
             if budget is not None and not stopped and steps_done < total_steps:
                 eval_s = time.perf_counter() - t_eval
                 refit(steps_done, train_s / max(1, step - started_at))
-            stats = EpochStats(epoch + 1, loss_sum / max(seen, 1), correct / max(seen, 1), acc, errors,
+            stats = MnistEpoch(epoch + 1, loss_sum / max(seen, 1), correct / max(seen, 1), acc, errors,
                                time.perf_counter() - t0, ips, optimizer.param_groups[0]["lr"],
                                elapsed0 + time.perf_counter() - t_start)
             history.append(stats)

@@ -20,7 +20,7 @@ def register(app: typer.Typer) -> None:
     @command(grp, "run")
     def run(
         images: list[str] = _options.inputs_argument(),
-        model: Optional[str] = _options.model_option("Weights name ARCH.TAG (default resnet50.imagenet, falling back to the offline efficientnet_lite0.imagenet when it cannot be downloaded; see `dl weights list --task classify`)."),
+        model: Optional[str] = _options.model_option("Weights name ARCH.TAG (default resnet50.imagenet, falling back to the offline efficientnet_lite2.imagenet when it cannot be downloaded; see `dl weights list --task classify`)."),
         weights_file: Optional[Path] = typer.Option(None, "--weights-file", help="A .safetensors file written by dlcli training (carries its architecture, labels and preprocessing)."),
         top_k: int = typer.Option(5, "--top-k", "-k", min=1, help="How many classes to show per image."),
         batch_size: int = _options.batch_size_option(16),

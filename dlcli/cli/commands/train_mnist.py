@@ -116,8 +116,8 @@ def register(app: typer.Typer) -> None:
                         f"(evaluations included); test accuracy reached {m.test_acc:.2%} ({m.test_errors} errors), "
                         f"best {m.best_acc:.2%} after epoch {m.best_epoch}"
                         + (f" (kept as {m.out_dir / 'best.safetensors'})" if m.out_dir else ""))
-            epochs_rows = tuple(
-dataclasses.replace(e, member=k + 1) for k, m in enumerate(outcome.members) for e in m.epochs)
+            epochs_rows = tuple(dataclasses.replace(e, member=k + 1)
+                                for k, m in enumerate(outcome.members) for e in m.epochs)
             members = tuple(
                 {"seed": m.seed, "test_acc": m.test_acc, "test_errors": m.test_errors, "best_acc": m.best_acc,
                  "best_epoch": m.best_epoch, "steps": m.steps, "planned_steps": m.planned_steps,

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from dlcli.cli.app import Options, command
-from dlcli.results import Line, Record, VerifyReport
+from dlcli.results import Line, Record, VerifyReport, WeightsList
 
 weights_app = typer.Typer(name="weights", help="Named weights: list, info, fetch, verify, import, path, rm.",
                           no_args_is_help=True, rich_markup_mode="rich")
@@ -37,8 +37,6 @@ def register(app: typer.Typer) -> None:
         """List the registered weights and whether each is on this machine."""
         from dlcli import render
         from dlcli.weights import registry
-
-        from dlcli.results import WeightsList
 
         specs = registry.entries(task)
         states = _states(specs)
