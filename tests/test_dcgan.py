@@ -169,7 +169,8 @@ def test_bad_loss_and_schedule_are_input_errors(tmp_path: Path) -> None:
     from dlcli.errors import InputError
 
     folder = _image_folder(tmp_path, 4)
-    for bad in ({"loss": "wasserstein"}, {"lr_schedule": "cosine"}, {"d_norm": "layer"}):
+    for bad in ({"loss": "wasserstein"}, {"lr_schedule": "cosine"}, {"d_norm": "layer"}, {"upsample": "bilinear"},
+                {"augment": "cutout"}):
         with pytest.raises(InputError, match="must be one of"):
             trainer.train_dcgan(trainer.DCGANConfig(data=str(folder), image_size=32, width=8, **bad), tmp_path / "r")
 
@@ -192,3 +193,118 @@ def test_init_from_starts_g_from_registered_weights(tmp_path: Path, monkeypatch:
     with pytest.raises(InputError, match="init-from"):
         trainer.train_dcgan(trainer.DCGANConfig(data=str(folder), image_size=28, channels=1, width=8,
                                                 init_from="dcgan.mnist", offline=True), tmp_path / "r2")
+
+
+@pytest.mark.parametrize("size,channels", [(28, 1), (32, 3), (64, 3)])
+def test_resize_generator_has_no_transposed_convs(size: int, channels: int) -> None:
+    g = Generator(latent_dim=16, channels=channels, image_size=size, width=8, upsample="resize")
+    assert g(torch.randn(2, 16)).shape == (2, channels, size, size)
+    # Only the projection from the 1x1 latent is transposed (it has no overlap, so no checkerboard).
+    transposed = [m for m in g.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert len(transposed) == 1 and transposed[0].stride == (1, 1)
+    with pytest.raises(ValueError, match="upsample"):
+        Generator(upsample="bilinear")
+
+
+def test_translate_shifts_each_image_by_whole_pixels_within_the_bound_and_passes_gradients() -> None:
+    from dlcli.training.gan_augment import translate
+
+    torch.manual_seed(0)
+    x = torch.full((64, 1, 28, 28), -1.0)
+    x[:, :, 14, 14] = 1.0  # one bright pixel per image, on a black background
+    x.requires_grad_(True)
+    y = translate(x, 3)
+    assert y.shape == x.shape
+    pos = (y.detach() == 1.0).flatten(1).float().argmax(1)
+    dy, dx = pos // 28 - 14, pos % 28 - 14
+    assert int(dy.abs().max()) <= 3 and int(dx.abs().max()) <= 3
+    assert len(set(zip(dy.tolist(), dx.tolist()))) > 10  # each image gets its own shift
+    assert torch.equal((y.detach() == 1.0).flatten(1).sum(1), torch.ones(64, dtype=torch.long))
+    assert float(y.detach().min()) == -1.0  # the border repeats the background, nothing new appears
+    y.sum().backward()
+    assert torch.equal(x.grad.flatten(1).sum(1), torch.full((64,), 784.0))  # every output pixel came from one input
+
+
+def test_augmented_training_keeps_checkpoint_keys_and_records_the_recipe(tmp_path: Path) -> None:
+    folder = _image_folder(tmp_path, 8)
+    cfg = trainer.DCGANConfig(data=str(folder), epochs=1, batch_size=4, image_size=32, width=8, latent_dim=8,
+                              upsample="resize", augment="translate")
+    res = trainer.train_dcgan(cfg, tmp_path / "run")
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["model"]
+    plain = Discriminator(3, 32, 8).state_dict()
+    assert {k[2:] for k in state if k.startswith("d.")} == set(plain)  # the augmentation owns no weights
+    from dlcli.weights.store import read_state_dict
+
+    _, meta = read_state_dict(res.weights_file)
+    assert meta["config"]["upsample"] == "resize"
+    assert "--upsample resize --augment translate" in meta["recipe"]
+    # The weights rebuild as a resize generator: `dl generate --weights-file` samples from them.
+    from dlcli.device import Runtime
+    from dlcli.tasks.generate import generate
+
+    r = generate(runtime=Runtime.create("cpu"), weights_file=res.weights_file, n=4, seed=0, out=tmp_path / "g.png")
+    assert r.files == [tmp_path / "g.png"]
+    with pytest.raises(Exception, match="upsample"):  # a resumed run must keep its generator's up-steps
+        trainer.train_dcgan(trainer.DCGANConfig(**{**cfg.__dict__, "upsample": "transposed", "epochs": 2}),
+                            tmp_path / "run", resume=True)
+
+
+def test_class_entropy_terms_reward_confident_samples_that_use_every_class() -> None:
+    confident = torch.eye(10) * 50  # each sample sure of its own class, all ten classes used
+    per_sample, batch = trainer.class_entropy_terms(confident)
+    assert float(per_sample) < 1e-6 and float(batch) == pytest.approx(math_log(10), abs=1e-5)
+    unsure = torch.zeros(10, 10)
+    per_sample, batch = trainer.class_entropy_terms(unsure)
+    assert float(per_sample) == pytest.approx(math_log(10), abs=1e-5)
+    collapsed = torch.zeros(10, 10)
+    collapsed[:, 3] = 50  # confident, but every sample the same class
+    assert float(trainer.class_entropy_terms(collapsed)[1]) < 1e-6
+
+
+def math_log(x: float) -> float:
+    import math
+
+    return math.log(x)
+
+
+def test_class_head_learns_real_labels_and_g_gets_the_entropy_loss() -> None:
+    torch.manual_seed(0)
+    g, d = Generator(16, 1, 28, 8), Discriminator(1, 28, 8, classes=10)
+    opt_g = torch.optim.Adam(g.parameters(), 2e-4, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(d.parameters(), 2e-3, betas=(0.5, 0.999))
+    real = torch.rand(20, 1, 28, 28) * 2 - 1
+    labels = torch.arange(20) % 10
+    aux_before = d.aux.weight.detach().clone()
+    steps = [trainer.train_step(g, d, opt_g, opt_d, real, 16, 0.9, labels=labels, class_entropy=1.0)
+             for _ in range(15)]
+    assert all(torch.isfinite(torch.tensor(v)) for m in steps for v in m.values())
+    assert {"class_loss", "fake_entropy", "batch_entropy"} <= set(steps[0])
+    assert steps[-1]["class_loss"] < steps[0]["class_loss"]  # D's class head learns the labels
+    assert not torch.equal(aux_before, d.aux.weight)
+    with pytest.raises(ValueError, match="class head"):
+        Discriminator(1, 28, 8).forward_both(real)
+
+
+def test_class_entropy_needs_labelled_data(tmp_path: Path) -> None:
+    from dlcli.errors import InputError
+
+    folder = _image_folder(tmp_path, 4)
+    with pytest.raises(InputError, match="class-entropy"):
+        trainer.train_dcgan(trainer.DCGANConfig(data=str(folder), image_size=32, width=8, class_entropy=1.0),
+                            tmp_path / "r")
+
+
+def test_class_entropy_run_on_mnist_checkpoints_the_class_head(tmp_path: Path) -> None:
+    if not (SHARED / "MNIST" / "raw").is_dir():
+        pytest.skip(reason="../shared/data/MNIST is absent")
+    cfg = trainer.DCGANConfig(data_dir=str(SHARED), limit=64, epochs=2, batch_size=16, width=8, latent_dim=8,
+                              upsample="resize", augment="translate", class_entropy=1.0)
+    res = trainer.train_dcgan(cfg, tmp_path / "run", max_steps=3)
+    assert res.steps == 3  # of 4 in the first epoch
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["model"]
+    assert state["d.aux.weight"].shape[0] == 10
+    with pytest.raises(Exception, match="class_entropy"):  # D's shape depends on it: a resume keeps it
+        trainer.train_dcgan(trainer.DCGANConfig(**{**cfg.__dict__, "class_entropy": 0.0}), tmp_path / "run",
+                            resume=True)
+    rest = trainer.train_dcgan(trainer.load_run_config(tmp_path / "run"), tmp_path / "run", resume=True)
+    assert rest.epochs_done == 2 and {"class_loss", "fake_entropy", "batch_entropy"} <= set(rest.history[-1])

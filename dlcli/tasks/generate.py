@@ -30,16 +30,17 @@ MAX_SAMPLES = 1024
 MAX_WALK_POINTS = 64
 
 
-def build_dcgan_generator(latent_dim: int = 100, channels: int = 1, image_size: int = 28, width: int = 64) -> Any:
+def build_dcgan_generator(latent_dim: int = 100, channels: int = 1, image_size: int = 28, width: int = 64,
+                          upsample: str = "transposed") -> Any:
     from dlcli.models.dcgan import Generator
 
-    return Generator(latent_dim=latent_dim, channels=channels, image_size=image_size, width=width)
+    return Generator(latent_dim=latent_dim, channels=channels, image_size=image_size, width=width, upsample=upsample)
 
 
 registry.register_arch(Arch(
     ARCH, TASK, build_dcgan_generator,
     description="DCGAN generator (Radford et al.): latent vector -> 28/32 px grey or 64 px colour image",
-    default_config={"latent_dim": 100, "channels": 1, "image_size": 28, "width": 64},
+    default_config={"latent_dim": 100, "channels": 1, "image_size": 28, "width": 64, "upsample": "transposed"},
 ))
 
 

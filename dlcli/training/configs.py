@@ -376,6 +376,16 @@ class DCGANConfig:
     """Size of the latent vector z."""
     width: int = field(default=64, metadata=cli(min=1, max=1024))
     """Channels of G's last hidden layer (and D's first); each deeper layer doubles it."""
+    upsample: str = "transposed"
+    """G's up-steps: transposed (the paper's 4x4 stride-2 transposed convs) | resize (nearest 2x + 3x3 conv: no
+    checkerboard for D to key on; Odena et al. 2016)."""
+    augment: str = "none"
+    """What D sees: none | translate (real and fake alike shifted by up to 1/8 of the side, differentiably;
+    DiffAugment, Zhao et al. 2020): D must judge shape, not pixel-grid texture."""
+    class_entropy: float = field(default=0.0, metadata=cli(min=0.0, max=100.0))
+    """MNIST sets only: D also learns to name the digit of each real image, and G is pushed, with this weight,
+    to make samples that D's class head names with confidence while using every class equally (CatGAN's entropy
+    terms, Springenberg 2016). G stays unconditional. 0 = off."""
     image_size: int = 28
     """28 | 32 | 64 (default 28 for the MNIST sets, 64 for folders)."""
     channels: int | None = None

@@ -23,9 +23,10 @@ from torch import nn
 from dlcli.training.configs import DCGANConfig
 from dlcli.atomic import atomic_target
 from dlcli.errors import DataError, InputError
-from dlcli.models.dcgan import D_NORMS
+from dlcli.models.dcgan import D_NORMS, UPSAMPLES
 from dlcli.media import tensors_to_pil
 from dlcli.progress import NullReporter, Reporter
+from dlcli.training.gan_augment import AUGMENTS, AugmentedD, default_shift
 from dlcli.training.checkpoint import Interrupted, load_checkpoint, save_checkpoint
 from dlcli.training.run import RunFolder, check_run_folder
 
@@ -43,19 +44,17 @@ FASHION_LABELS = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal
 # --- data --------------------------------------------------------------------------------------
 
 
-def _mnist_images(cfg: DCGANConfig, reporter: Reporter | None = None) -> torch.Tensor:
-    """The training images of MNIST or Fashion-MNIST (same IDX format, read by dlcli.data.mnist)."""
+def _mnist_images(cfg: DCGANConfig, reporter: Reporter | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training images and labels of MNIST or Fashion-MNIST (same IDX format, read by dlcli.data.mnist)."""
     from dlcli.data.mnist import find_mnist, load_mnist, locate
 
     if cfg.data == "mnist":
-        x, _ = load_mnist(find_mnist(cfg.data_dir, offline=cfg.offline, reporter=reporter), "train")
-        return x
+        return load_mnist(find_mnist(cfg.data_dir, offline=cfg.offline, reporter=reporter), "train")
     candidates = [Path(cfg.data_dir).expanduser()] if cfg.data_dir else [Path(p) for p in FASHION_MNIST_DIRS]
     for folder in candidates:
         found = locate(folder)
         if found is not None:
-            x, _ = load_mnist(found, "train")
-            return x
+            return load_mnist(found, "train")
     if cfg.data_dir:
         raise DataError(f"no Fashion-MNIST IDX files in {cfg.data_dir} (train-images-idx3-ubyte[.gz] and the "
                         "three others)")
@@ -84,11 +83,16 @@ def _folder_images(folder: Path, size: int, channels: int, limit: int | None) ->
 
 def load_training_images(cfg: DCGANConfig, reporter: Reporter | None = None) -> torch.Tensor:
     """uint8 (N, C, H, W) at cfg.image_size for the configured data."""
+    return load_training_data(cfg, reporter)[0]
+
+
+def load_training_data(cfg: DCGANConfig, reporter: Reporter | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(uint8 (N, C, H, W) at cfg.image_size, int64 class labels (N,) or None for a folder of images)."""
     channels = resolved_channels(cfg)
     if cfg.data in DATASETS:
-        x = _mnist_images(cfg, reporter)
+        x, y = _mnist_images(cfg, reporter)
         if cfg.limit is not None:
-            x = x[: cfg.limit]
+            x, y = x[: cfg.limit], y[: cfg.limit]
         x = x.unsqueeze(1)
         if cfg.image_size != 28:
             # Pad rather than stretch: 28 -> 32 keeps the digits' stroke widths; 64 scales up.
@@ -99,11 +103,11 @@ def load_training_images(cfg: DCGANConfig, reporter: Reporter | None = None) -> 
                                               align_corners=False).round().clamp(0, 255).to(torch.uint8)
         if channels == 3:
             x = x.expand(-1, 3, -1, -1).contiguous()
-        return x
+        return x, y.long()
     folder = Path(cfg.data).expanduser()
     if not folder.is_dir():
         raise InputError(f"data {cfg.data!r} is neither {' nor '.join(DATASETS)} nor a folder of images")
-    return _folder_images(folder, cfg.image_size, channels, cfg.limit)
+    return _folder_images(folder, cfg.image_size, channels, cfg.limit), None
 
 
 def resolved_channels(cfg: DCGANConfig) -> int:
@@ -122,16 +126,17 @@ def to_unit(x: torch.Tensor) -> torch.Tensor:
 # --- models and the training step --------------------------------------------------------------
 
 
-def model_config(cfg: DCGANConfig) -> dict[str, int]:
+def model_config(cfg: DCGANConfig) -> dict[str, Any]:
     return {"latent_dim": cfg.latent_dim, "channels": resolved_channels(cfg), "image_size": cfg.image_size,
-            "width": cfg.width}
+            "width": cfg.width, "upsample": cfg.upsample}
 
 
 def build_pair(cfg: DCGANConfig) -> tuple[nn.Module, nn.Module]:
     from dlcli.models.dcgan import Discriminator, Generator
 
     mc = model_config(cfg)
-    return Generator(**mc), Discriminator(mc["channels"], mc["image_size"], mc["width"], norm=cfg.d_norm)
+    return Generator(**mc), Discriminator(mc["channels"], mc["image_size"], mc["width"], norm=cfg.d_norm,
+                                          classes=CLASSES if cfg.class_entropy > 0 else 0)
 
 
 class _Pair:
@@ -149,6 +154,7 @@ class _Pair:
 
 
 LOSSES = ("bce", "hinge")
+CLASSES = 10  # MNIST's and Fashion-MNIST's: the data sets --class-entropy can use
 LR_SCHEDULES = ("constant", "linear")
 
 
@@ -169,27 +175,58 @@ def _g_loss(kind: str, logits: torch.Tensor) -> torch.Tensor:
     return nn.functional.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
 
 
+def class_entropy_terms(class_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean entropy of each sample's class distribution, entropy of the batch's mean distribution).
+    G lowers the first (each sample one clear class) and raises the second (all classes used):
+    the generator's side of CatGAN (Springenberg 2016)."""
+    p = class_logits.float().softmax(1)
+    per_sample = -(p * p.clamp_min(1e-8).log()).sum(1).mean()
+    mean = p.mean(0)
+    return per_sample, -(mean * mean.clamp_min(1e-8).log()).sum()
+
+
 def train_step(g: nn.Module, d: nn.Module, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
                real: torch.Tensor, latent_dim: int, real_target: float = 1.0,
-               runtime: Runtime | None = None, loss: str = "bce") -> dict[str, float]:
+               runtime: Runtime | None = None, loss: str = "bce", labels: torch.Tensor | None = None,
+               class_entropy: float = 0.0) -> dict[str, float]:
     """One D update then one G update. Returns the losses and D's mean outputs (as probabilities)
-    on real and fake images."""
+    on real and fake images.
+
+    With `labels` (the real images' classes) D's class head also learns to name real digits, and with
+    `class_entropy` > 0 G's loss adds class_entropy * (per-sample entropy - batch entropy) of that
+    head on the fakes (`class_entropy_terms`)."""
     n = real.shape[0]
     z = torch.randn(n, latent_dim, device=real.device)
     ctx = runtime.autocast() if runtime is not None else _null()
+    classes = labels is not None
+    out: dict[str, float] = {}
     # D: real -> 1 (smoothed), fake -> 0. The fake batch is detached so G gets no gradient here.
     with ctx:
         fake = g(z)
-        logits_real = d(real)
+        if classes:
+            logits_real, class_real = d.forward_both(real)
+        else:
+            logits_real = d(real)
         logits_fake = d(fake.detach())
         loss_d = _d_loss(loss, logits_real.float(), logits_fake.float(), real_target)
+        if classes:
+            class_loss = nn.functional.cross_entropy(class_real.float(), labels)
+            loss_d = loss_d + class_loss
+            out["class_loss"] = float(class_loss.detach())
     opt_d.zero_grad(set_to_none=True)
     loss_d.backward()
     opt_d.step()
     ctx = runtime.autocast() if runtime is not None else _null()
     with ctx:
-        logits = d(fake)
+        if classes and class_entropy > 0:
+            logits, class_fake = d.forward_both(fake)
+        else:
+            logits = d(fake)
         loss_g = _g_loss(loss, logits.float())
+        if classes and class_entropy > 0:
+            per_sample, batch = class_entropy_terms(class_fake)
+            loss_g = loss_g + class_entropy * (per_sample - batch)
+            out.update(fake_entropy=float(per_sample.detach()), batch_entropy=float(batch.detach()))
     opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
     opt_g.step()
@@ -198,6 +235,7 @@ def train_step(g: nn.Module, d: nn.Module, opt_g: torch.optim.Optimizer, opt_d: 
         "loss_g": float(loss_g.detach()),
         "d_real": float(torch.sigmoid(logits_real.detach().float()).mean()),
         "d_fake": float(torch.sigmoid(logits_fake.detach().float()).mean()),
+        **out,
     }
 
 
@@ -313,7 +351,10 @@ def train_dcgan(cfg: DCGANConfig, out_dir: Path, *, runtime: Runtime | None = No
         raise InputError("--epochs and --batch-size must be at least 1")
     if cfg.image_size not in (28, 32, 64):
         raise InputError(f"--image-size must be 28, 32 or 64, got {cfg.image_size}")
-    for key, allowed in (("loss", LOSSES), ("lr_schedule", LR_SCHEDULES), ("d_norm", D_NORMS)):
+    if cfg.class_entropy < 0:
+        raise InputError(f"--class-entropy must be 0 (off) or more, got {cfg.class_entropy}")
+    for key, allowed in (("loss", LOSSES), ("lr_schedule", LR_SCHEDULES), ("d_norm", D_NORMS),
+                         ("upsample", UPSAMPLES), ("augment", AUGMENTS)):
         if getattr(cfg, key) not in allowed:
             raise InputError(f"--{key.replace('_', '-')} must be one of {', '.join(allowed)}, "
                              f"got {getattr(cfg, key)!r}")
@@ -331,6 +372,7 @@ def train_dcgan(cfg: DCGANConfig, out_dir: Path, *, runtime: Runtime | None = No
     opt_d = torch.optim.Adam(d.parameters(), lr=lr_d, betas=(cfg.beta1, cfg.beta2))
     pair = nn.ModuleDict({"g": g, "d": d})
     g_ema = _ema_copy(g) if cfg.ema > 0 else None
+    d_seen = AugmentedD(d, cfg.augment, default_shift(cfg.image_size))  # what G and D train against
     opts = _Pair(opt_g, opt_d)
     # A fixed latent batch for the per-epoch grids, drawn before anything else uses the RNG.
     fixed_z = torch.randn(64, cfg.latent_dim, generator=torch.Generator().manual_seed(cfg.seed)).to(device)
@@ -340,7 +382,7 @@ def train_dcgan(cfg: DCGANConfig, out_dir: Path, *, runtime: Runtime | None = No
     if resume:
         # Compare the options first: loading a checkpoint of other shapes would fail less clearly.
         old = asdict(load_run_config(out_dir))
-        for key in ("data", "latent_dim", "width", "image_size", "channels", "d_norm"):
+        for key in ("data", "latent_dim", "width", "image_size", "channels", "d_norm", "upsample", "class_entropy"):
             if old.get(key) != cfg_json.get(key):
                 raise InputError(f"--resume {resume}: the run used {key}={old.get(key)!r}, this call gives "
                                  f"{cfg_json.get(key)!r}; pass the same options (or none of them)")
@@ -353,7 +395,12 @@ def train_dcgan(cfg: DCGANConfig, out_dir: Path, *, runtime: Runtime | None = No
         resumed_from = step
         reporter.message(f"resuming at epoch {start_epoch + 1}, step {step}")
 
-    images = load_training_images(cfg, reporter)
+    images, labels = load_training_data(cfg, reporter)
+    if cfg.class_entropy > 0 and labels is None:
+        raise InputError("--class-entropy needs the classes of the training images: use it with mnist or "
+                         "fashion-mnist, not a folder of images")
+    if cfg.class_entropy <= 0:
+        labels = None
     n = images.shape[0]
     if n < 2:
         raise DataError(f"need at least 2 training images, found {n}")
@@ -392,20 +439,22 @@ def train_dcgan(cfg: DCGANConfig, out_dir: Path, *, runtime: Runtime | None = No
             reporter.start(f"epoch {epoch + 1}/{cfg.epochs}", steps_per_epoch, unit="step")
             if within:
                 reporter.advance(within)
-            sums = {"loss_d": 0.0, "loss_g": 0.0, "d_real": 0.0, "d_fake": 0.0}
+            sums = dict.fromkeys(("loss_d", "loss_g", "d_real", "d_fake"), 0.0)  # + class terms when on
             counted = 0
             b = done = within  # done: batches of this epoch already trained (what a checkpoint records)
             for b in range(within, steps_per_epoch):
                 idx = perm[b * batch:(b + 1) * batch]
                 real = to_unit(images[idx]).to(device)
                 set_lr()
-                m = train_step(g, d, opt_g, opt_d, real, cfg.latent_dim, real_target, runtime, cfg.loss)
+                m = train_step(g, d_seen, opt_g, opt_d, real, cfg.latent_dim, real_target, runtime, cfg.loss,
+                               labels=labels[idx].to(device) if labels is not None else None,
+                               class_entropy=cfg.class_entropy)
                 if g_ema is not None:
                     _ema_update(g_ema, g, cfg.ema)
                 if not all(math.isfinite(v) for v in m.values()):
                     raise DataError(f"training diverged at step {step} (losses {m}); lower --lr")
-                for k in sums:
-                    sums[k] += m[k]
+                for k, v in m.items():
+                    sums[k] = sums.get(k, 0.0) + v
                 counted += 1
                 step += 1
                 done = b + 1
@@ -446,7 +495,9 @@ def train_dcgan(cfg: DCGANConfig, out_dir: Path, *, runtime: Runtime | None = No
               + f"--beta1 {cfg.beta1} --beta2 {cfg.beta2} --lr-schedule {cfg.lr_schedule} --loss {cfg.loss} "
               f"--d-norm {cfg.d_norm} --label-smoothing {cfg.label_smoothing} "
               + (f"--init-from {cfg.init_from} " if cfg.init_from else "")
-              + f"--image-size {cfg.image_size} --width {cfg.width} --seed {cfg.seed}; "
+              + f"--image-size {cfg.image_size} --width {cfg.width} --upsample {cfg.upsample} --augment {cfg.augment} "
+              + (f"--class-entropy {cfg.class_entropy} " if cfg.class_entropy > 0 else "")
+              + f"--seed {cfg.seed}; "
               + (f"weights averaged (EMA {cfg.ema}), BN statistics re-estimated; " if cfg.ema > 0 else "")
               + f"{step} steps")
     metrics = {"epochs": epochs_done, "steps": step}
@@ -467,14 +518,15 @@ def train_dcgan(cfg: DCGANConfig, out_dir: Path, *, runtime: Runtime | None = No
 def _load_generator_init(g: nn.Module, cfg: DCGANConfig) -> None:
     """Start G from registered generator weights (e.g. the bundled dcgan.mnist) whose config
     matches this run's: a fine-tune with a new recipe instead of a run from scratch."""
-    from dlcli.weights import loader
+    from dlcli.weights import loader, registry
 
     lw = loader.load_model(cfg.init_from, task="generate", offline=cfg.offline)
     mine = model_config(cfg)
-    theirs = {k: lw.spec.config.get(k) for k in mine}
+    built = {**registry.get_arch(lw.spec.arch).default_config, **lw.spec.config}  # older files omit defaults
+    theirs = {k: built.get(k) for k in mine}
     if theirs != mine:
         raise InputError(f"--init-from {cfg.init_from}: its generator has {theirs}, this run builds {mine}; "
-                         "pass the same --width/--latent-dim/--image-size")
+                         "pass the same --width/--latent-dim/--image-size/--upsample")
     getattr(g, "module", g).load_state_dict(lw.model.state_dict())
 
 
