@@ -178,7 +178,13 @@ def test_bad_loss_and_schedule_are_input_errors(tmp_path: Path) -> None:
 def test_init_from_starts_g_from_registered_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DL_HOME", str(tmp_path / "home"))
     folder = _image_folder(tmp_path, 8)
-    cfg = trainer.DCGANConfig(data=str(folder), epochs=1, batch_size=4, image_size=28, channels=1, width=64,
+    from dlcli import catalog
+    from dlcli.weights import registry
+
+    catalog.load()
+    bundled_cfg = registry.lookup("dcgan.mnist").config  # the run must build the bundled generator's shape
+    cfg = trainer.DCGANConfig(data=str(folder), epochs=1, batch_size=4, image_size=28, channels=1,
+                              width=bundled_cfg["width"], upsample=bundled_cfg.get("upsample", "transposed"),
                               latent_dim=100, init_from="dcgan.mnist", lr=0.0, offline=True)
     res = trainer.train_dcgan(cfg, tmp_path / "run", max_steps=1)
     from dlcli.weights import loader

@@ -152,3 +152,26 @@ def test_train_command_refuses_an_unknown_loss(tmp_path: Path, monkeypatch: pyte
                             "--image-size", "32", "--width", "8", "--device", "cpu", "--quiet"])
     assert r.exit_code == 2 and "--loss must be one of bce, hinge" in r.output
     assert not (tmp_path / "run" / "last.safetensors").exists()
+
+
+def test_committed_sample_grid_is_what_the_bundled_generator_draws(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/dcgan.mnist.png (shown in the README) must be the grid the shipped weights give for
+    `dl generate --n 64 --seed 0`, so a weights update cannot leave a stale picture behind."""
+    from dlcli.weights import registry, store
+
+    monkeypatch.setenv("DL_HOME", str(tmp_path / "home"))
+    spec = registry.lookup("dcgan.mnist")
+    if spec is None or not store.is_present(spec):
+        pytest.skip(reason="weights/dcgan.mnist.safetensors is not bundled in this checkout")
+    committed = Path(__file__).parents[1] / "docs" / "dcgan.mnist.png"
+    r = runner.invoke(app, ["generate", "--n", "64", "--seed", "0", "--out", str(tmp_path / "g.png"), "--offline",
+                            "--device", "cpu", "--quiet"])
+    assert r.exit_code == 0, r.output
+    import numpy as np
+
+    ours = np.asarray(Image.open(tmp_path / "g.png").convert("L"), dtype=np.int16)
+    theirs = np.asarray(Image.open(committed).convert("L"), dtype=np.int16)
+    assert ours.shape == theirs.shape == (8 * 56 + 9 * 2,) * 2
+    # Another CPU may round a few pixels differently; a different generator changes most of them.
+    assert float(np.abs(ours - theirs).mean()) < 0.5 and int(np.abs(ours - theirs).max()) <= 8

@@ -46,8 +46,10 @@ SKIP: dict[str, str] = {
     "dl stylize photo.jpg a.jpg b.jpg --style-blend 0.7,0.3 --preserve-color --snapshot-every 50 --optimizer adam":
         "the user's own photos",
     "dl generate train mnist --data DIR --epochs 3 --out runs/dcgan-mnist": "MNIST files (DIR)",
+    "dl generate train mnist --data DIR --upsample resize --augment translate --class-entropy 3 --lr-schedule linear "
+    "--epochs 25 --batch-size 64 --precision bf16 --out runs/dcgan-best": "MNIST files (DIR)",
     "dl generate train mnist --data DIR --loss hinge --d-norm spectral --lr 1e-4 --lr-d 4e-4 --beta1 0 --beta2 0.9 "
-    "--lr-schedule linear --init-from dcgan.mnist --out runs/dcgan-ft": "MNIST files (DIR)",
+    "--lr-schedule linear --out runs/dcgan-sn": "MNIST files (DIR)",
     "dl caption train --captions captions_train2017.json --images train2017/ --backbone resnet18 --encoder-weights "
     "resnet18.imagenet --freeze-encoder --image-size 224": "COCO captions and images, a download",
     "dl caption eval --weights-file runs/nic/best.safetensors --captions captions_val2017.json --images val2017/":

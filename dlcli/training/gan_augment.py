@@ -3,10 +3,10 @@ data-efficient GAN training"): the same random edit goes on real and generated i
 it is differentiable, so G still gets D's gradient through it.
 
 Translation is the edit kept here. A DCGAN discriminator of stride-2 convs can tell fakes from reals
-by pixel-grid-aligned texture alone (measured on MNIST: a fresh D trained against a fixed generator
-told fakes from reals at AUC 0.97 while ranking malformed and well-formed fakes at chance, and
-shifting the fakes by one pixel moved them to the real side). Random shifts break that alignment, so
-D has to judge the shapes, and G's gradient starts to correct them.
+by pixel-grid-aligned texture alone: on MNIST a fresh D trained against a fixed generator told them
+apart at AUC 0.99 while ranking malformed and well-formed fakes at chance, and shifting the fakes by
+one pixel moved them to the real side (benchmarks/dcgan_d_probe.py --checkpoint). Random shifts take
+that cue away. They do not by themselves make D judge shape; the trainer's --class-entropy does that.
 """
 
 from __future__ import annotations
