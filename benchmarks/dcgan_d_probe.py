@@ -53,13 +53,13 @@ def main() -> int:
     import torch
     import torch.nn.functional as F
 
-    from dlcli import catalog
+    from dcgan_diagnose import load_generator_and_judge  # this folder is on sys.path: the script's own
+
     from dlcli.data.mnist import load_mnist
     from dlcli.models.dcgan import Discriminator
-    from dlcli.weights import loader
 
-    catalog.load()
     torch.manual_seed(args.seed)
+    gw, clf = load_generator_and_judge(args.weights_file)
     if args.checkpoint is not None:
         from dlcli.training import dcgan
 
@@ -69,10 +69,7 @@ def main() -> int:
         g.train()
         what, batch = f"raw G of {args.checkpoint}", 64
     else:
-        gw = loader.load_model(None if args.weights_file else "dcgan.mnist", task="generate",
-                               file=args.weights_file, offline=True)
         g, what, batch = gw.model.eval(), f"{gw.spec.name} ({args.weights_file or 'bundled'})", 500
-    clf = loader.load_model("deepconvnet.mnist_ce", task="classify", offline=True).model.eval()
     latent = int(getattr(g, "latent_dim", 100))
     with torch.inference_mode():
         fakes = torch.cat([g(torch.randn(batch, latent)) for _ in range(16_000 // batch)]).float()

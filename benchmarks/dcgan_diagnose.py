@@ -14,8 +14,20 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def load_generator_and_judge(weights_file: Path | None) -> tuple[Any, Any]:
+    """(the loaded generator: a weights file, else the bundled dcgan.mnist; the judge net in eval mode,
+    deepconvnet.mnist_ce as in dcgan_quality.py). Offline: both are bundled."""
+    from dlcli import catalog
+    from dlcli.weights import loader
+
+    catalog.load()
+    gw = loader.load_model(None if weights_file else "dcgan.mnist", task="generate", file=weights_file, offline=True)
+    return gw, loader.load_model("deepconvnet.mnist_ce", task="classify", offline=True).model.eval()
 
 
 def main() -> int:
@@ -29,15 +41,11 @@ def main() -> int:
 
     import torch
 
-    from dlcli import catalog
     from dlcli.data.mnist import load_mnist
     from dlcli.media import make_grid, tensors_to_pil
-    from dlcli.weights import loader
 
-    catalog.load()
-    g = loader.load_model(None if args.weights_file else "dcgan.mnist", task="generate", file=args.weights_file,
-                          offline=True).model.eval()
-    clf = loader.load_model("deepconvnet.mnist_ce", task="classify", offline=True).model.eval()
+    gw, clf = load_generator_and_judge(args.weights_file)
+    g = gw.model.eval()
     latent = int(getattr(g, "latent_dim", 100))
     torch.manual_seed(args.seed)
     with torch.inference_mode():
