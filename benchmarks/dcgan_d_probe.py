@@ -53,13 +53,13 @@ def main() -> int:
     import torch
     import torch.nn.functional as F
 
-    from dcgan_diagnose import load_generator_and_judge  # this folder is on sys.path: the script's own
+    from dcgan_diagnose import load_generator, load_judge  # this folder is on sys.path: the script's own
 
     from dlcli.data.mnist import load_mnist
     from dlcli.models.dcgan import Discriminator
 
     torch.manual_seed(args.seed)
-    gw, clf = load_generator_and_judge(args.weights_file)
+    clf = load_judge()
     if args.checkpoint is not None:
         from dlcli.training import dcgan
 
@@ -69,6 +69,7 @@ def main() -> int:
         g.train()
         what, batch = f"raw G of {args.checkpoint}", 64
     else:
+        gw = load_generator(args.weights_file)
         g, what, batch = gw.model.eval(), f"{gw.spec.name} ({args.weights_file or 'bundled'})", 500
     latent = int(getattr(g, "latent_dim", 100))
     with torch.inference_mode():

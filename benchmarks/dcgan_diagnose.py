@@ -19,15 +19,22 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def load_generator_and_judge(weights_file: Path | None) -> tuple[Any, Any]:
-    """(the loaded generator: a weights file, else the bundled dcgan.mnist; the judge net in eval mode,
-    deepconvnet.mnist_ce as in dcgan_quality.py). Offline: both are bundled."""
+def load_generator(weights_file: Path | None) -> Any:
+    """The loaded generator: a weights file, else the bundled dcgan.mnist (offline)."""
     from dlcli import catalog
     from dlcli.weights import loader
 
     catalog.load()
-    gw = loader.load_model(None if weights_file else "dcgan.mnist", task="generate", file=weights_file, offline=True)
-    return gw, loader.load_model("deepconvnet.mnist_ce", task="classify", offline=True).model.eval()
+    return loader.load_model(None if weights_file else "dcgan.mnist", task="generate", file=weights_file, offline=True)
+
+
+def load_judge() -> Any:
+    """deepconvnet.mnist_ce in eval mode: dcgan_quality.py's judge (bundled)."""
+    from dlcli import catalog
+    from dlcli.weights import loader
+
+    catalog.load()
+    return loader.load_model("deepconvnet.mnist_ce", task="classify", offline=True).model.eval()
 
 
 def main() -> int:
@@ -44,8 +51,7 @@ def main() -> int:
     from dlcli.data.mnist import load_mnist
     from dlcli.media import make_grid, tensors_to_pil
 
-    gw, clf = load_generator_and_judge(args.weights_file)
-    g = gw.model.eval()
+    g, clf = load_generator(args.weights_file).model.eval(), load_judge()
     latent = int(getattr(g, "latent_dim", 100))
     torch.manual_seed(args.seed)
     with torch.inference_mode():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -106,8 +107,9 @@ def test_resume_continues_where_it_stopped(tmp_path: Path) -> None:
 def test_mnist_data_is_read_when_present() -> None:
     if not (SHARED / "MNIST" / "raw").is_dir():
         pytest.skip(reason="../shared/data/MNIST is absent")
-    x = trainer.load_training_images(trainer.DCGANConfig(data_dir=str(SHARED), limit=5, image_size=32))
+    x, y = trainer.load_training_data(trainer.DCGANConfig(data_dir=str(SHARED), limit=5, image_size=32))
     assert x.shape == (5, 1, 32, 32) and x.dtype == torch.uint8 and int(x.max()) > 200
+    assert y.shape == (5,) and y.dtype == torch.int64 and int(y.max()) <= 9
 
 
 def test_weight_average_is_saved_with_recalibrated_batch_norm(tmp_path: Path) -> None:
@@ -258,19 +260,13 @@ def test_augmented_training_keeps_checkpoint_keys_and_records_the_recipe(tmp_pat
 def test_class_entropy_terms_reward_confident_samples_that_use_every_class() -> None:
     confident = torch.eye(10) * 50  # each sample sure of its own class, all ten classes used
     per_sample, batch = trainer.class_entropy_terms(confident)
-    assert float(per_sample) < 1e-6 and float(batch) == pytest.approx(math_log(10), abs=1e-5)
+    assert float(per_sample) < 1e-6 and float(batch) == pytest.approx(math.log(10), abs=1e-5)
     unsure = torch.zeros(10, 10)
     per_sample, batch = trainer.class_entropy_terms(unsure)
-    assert float(per_sample) == pytest.approx(math_log(10), abs=1e-5)
+    assert float(per_sample) == pytest.approx(math.log(10), abs=1e-5)
     collapsed = torch.zeros(10, 10)
     collapsed[:, 3] = 50  # confident, but every sample the same class
     assert float(trainer.class_entropy_terms(collapsed)[1]) < 1e-6
-
-
-def math_log(x: float) -> float:
-    import math
-
-    return math.log(x)
 
 
 def test_class_head_learns_real_labels_and_g_gets_the_entropy_loss() -> None:

@@ -377,11 +377,11 @@ class DCGANConfig:
     width: int = field(default=64, metadata=cli(min=1, max=1024))
     """Channels of G's last hidden layer (and D's first); each deeper layer doubles it."""
     upsample: str = "transposed"
-    """G's up-steps: transposed (the paper's 4x4 stride-2 transposed convs) | resize (nearest 2x + 3x3 conv: no
-    checkerboard for D to key on; Odena et al. 2016)."""
+    """G's up-steps: transposed (the paper's 4x4 stride-2 transposed convs) | resize (nearest 2x + 3x3 conv, which
+    leaves no checkerboard; Odena et al. 2016)."""
     augment: str = "none"
     """What D sees: none | translate (real and fake alike shifted by up to 1/8 of the side, differentiably;
-    DiffAugment, Zhao et al. 2020): D must judge shape, not pixel-grid texture."""
+    DiffAugment, Zhao et al. 2020), so D cannot tell fakes by pixel-grid-aligned texture."""
     class_entropy: float = field(default=0.0, metadata=cli(min=0.0, max=100.0))
     """MNIST sets only: D also learns to name the digit of each real image, and G is pushed, with this weight,
     to make samples that D's class head names with confidence while using every class equally (CatGAN's entropy

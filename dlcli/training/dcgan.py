@@ -44,7 +44,7 @@ FASHION_LABELS = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal
 # --- data --------------------------------------------------------------------------------------
 
 
-def _mnist_images(cfg: DCGANConfig, reporter: Reporter | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def _mnist_train(cfg: DCGANConfig, reporter: Reporter | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The training images and labels of MNIST or Fashion-MNIST (same IDX format, read by dlcli.data.mnist)."""
     from dlcli.data.mnist import find_mnist, load_mnist, locate
 
@@ -81,16 +81,11 @@ def _folder_images(folder: Path, size: int, channels: int, limit: int | None) ->
     return out
 
 
-def load_training_images(cfg: DCGANConfig, reporter: Reporter | None = None) -> torch.Tensor:
-    """uint8 (N, C, H, W) at cfg.image_size for the configured data."""
-    return load_training_data(cfg, reporter)[0]
-
-
 def load_training_data(cfg: DCGANConfig, reporter: Reporter | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(uint8 (N, C, H, W) at cfg.image_size, int64 class labels (N,) or None for a folder of images)."""
     channels = resolved_channels(cfg)
     if cfg.data in DATASETS:
-        x, y = _mnist_images(cfg, reporter)
+        x, y = _mnist_train(cfg, reporter)
         if cfg.limit is not None:
             x, y = x[: cfg.limit], y[: cfg.limit]
         x = x.unsqueeze(1)
@@ -199,6 +194,7 @@ def train_step(g: nn.Module, d: nn.Module, opt_g: torch.optim.Optimizer, opt_d: 
     z = torch.randn(n, latent_dim, device=real.device)
     ctx = runtime.autocast() if runtime is not None else _null()
     classes = labels is not None
+    push = classes and class_entropy > 0  # G's entropy terms (D's class head learns whenever labels come)
     out: dict[str, float] = {}
     # D: real -> 1 (smoothed), fake -> 0. The fake batch is detached so G gets no gradient here.
     with ctx:
@@ -218,12 +214,12 @@ def train_step(g: nn.Module, d: nn.Module, opt_g: torch.optim.Optimizer, opt_d: 
     opt_d.step()
     ctx = runtime.autocast() if runtime is not None else _null()
     with ctx:
-        if classes and class_entropy > 0:
+        if push:
             logits, class_fake = d.forward_both(fake)
         else:
             logits = d(fake)
         loss_g = _g_loss(loss, logits.float())
-        if classes and class_entropy > 0:
+        if push:
             per_sample, batch = class_entropy_terms(class_fake)
             loss_g = loss_g + class_entropy * (per_sample - batch)
             out.update(fake_entropy=float(per_sample.detach()), batch_entropy=float(batch.detach()))
@@ -518,11 +514,11 @@ def train_dcgan(cfg: DCGANConfig, out_dir: Path, *, runtime: Runtime | None = No
 def _load_generator_init(g: nn.Module, cfg: DCGANConfig) -> None:
     """Start G from registered generator weights (e.g. the bundled dcgan.mnist) whose config
     matches this run's: a fine-tune with a new recipe instead of a run from scratch."""
-    from dlcli.weights import loader, registry
+    from dlcli.weights import loader
 
     lw = loader.load_model(cfg.init_from, task="generate", offline=cfg.offline)
     mine = model_config(cfg)
-    built = {**registry.get_arch(lw.spec.arch).default_config, **lw.spec.config}  # older files omit defaults
+    built = loader.model_config(lw.spec)
     theirs = {k: built.get(k) for k in mine}
     if theirs != mine:
         raise InputError(f"--init-from {cfg.init_from}: its generator has {theirs}, this run builds {mine}; "

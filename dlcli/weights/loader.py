@@ -55,11 +55,17 @@ def _short(value: Any, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def model_config(spec: WeightsSpec) -> dict[str, Any]:
+    """The arguments the architecture is built with: its defaults, overridden by the weights' config
+    (a file written before an option existed leaves it out and gets the default)."""
+    return {**registry.get_arch(spec.arch).default_config, **spec.config}
+
+
 def _build(spec: WeightsSpec, device: str | None = None) -> Any:
     import torch
 
     arch = registry.get_arch(spec.arch)
-    config = {**arch.default_config, **spec.config}
+    config = model_config(spec)
     try:
         if device is None:
             return arch.build(**config)
@@ -205,7 +211,7 @@ def load_into(model: Any, state_dict: dict[str, Any], what: str) -> None:
 def _finalize(spec: WeightsSpec, model: Any) -> Any:
     arch = registry.get_arch(spec.arch)
     if arch.finalize is not None:
-        model = arch.finalize(model, {**arch.default_config, **spec.config}) or model
+        model = arch.finalize(model, model_config(spec)) or model
     return model.eval()
 
 
